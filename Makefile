@@ -1,0 +1,30 @@
+# The two fresh-machine commands:
+#   make up     a local stack: Label Studio + both backends, wired, with sample images
+#   make test   everything CI checks: lint, types and the whole test suite
+VENV := .venvs/backend
+BIN := $(VENV)/bin
+export LABELSTACK_LS_VENV := $(CURDIR)/.venvs/label-studio
+
+.PHONY: up down test lint typecheck pytest bootstrap manifests
+
+bootstrap:
+	scripts/bootstrap.sh backend label-studio
+
+up: bootstrap
+	$(BIN)/labelstack up $(ARGS)
+
+down:
+	$(BIN)/labelstack down
+
+lint: bootstrap
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: bootstrap
+	$(BIN)/mypy
+
+pytest: bootstrap
+	scripts/bootstrap.sh system
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest

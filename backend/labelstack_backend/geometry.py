@@ -1,0 +1,160 @@
+"""Pure geometry: masks, polygons, boxes and Label Studio's percent coordinates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+BoolMask = npt.NDArray[np.bool_]
+Points = npt.NDArray[np.float64]  # (N, 2) pixel coordinates, x then y
+
+
+@dataclass(frozen=True)
+class CropMask:
+    """A binary mask of an object, stored as its bounding crop in the full image."""
+
+    x0: int
+    y0: int
+    crop: BoolMask  # (h, w)
+    image_height: int
+    image_width: int
+
+    def full(self) -> BoolMask:
+        out = np.zeros((self.image_height, self.image_width), dtype=bool)
+        h, w = self.crop.shape
+        out[self.y0 : self.y0 + h, self.x0 : self.x0 + w] = self.crop
+        return out
+
+    @property
+    def area(self) -> int:
+        return int(self.crop.sum())
+
+    @classmethod
+    def from_full(cls, mask: BoolMask) -> CropMask:
+        height, width = mask.shape
+        ys, xs = np.nonzero(mask)
+        if ys.size == 0:
+            return cls(0, 0, np.zeros((0, 0), dtype=bool), height, width)
+        y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+        return cls(x0, y0, mask[y0:y1, x0:x1].copy(), height, width)
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How ultralytics fit an image of ``orig`` size into ``inp`` (scale, then centre-pad)."""
+
+    gain: float
+    left: int
+    top: int
+
+    @classmethod
+    def of(cls, orig_hw: tuple[int, int], inp_hw: tuple[int, int]) -> Letterbox:
+        oh, ow = orig_hw
+        ih, iw = inp_hw
+        gain = min(ih / oh, iw / ow)
+        pad_w = (iw - max(round(ow * gain), 1)) / 2
+        pad_h = (ih - max(round(oh * gain), 1)) / 2
+        return cls(gain=gain, left=round(pad_w - 0.1), top=round(pad_h - 0.1))
+
+
+def unletterbox_mask(
+    mask_in: npt.NDArray[np.floating] | BoolMask,
+    letterbox: Letterbox,
+    box_xyxy: tuple[float, float, float, float],
+    orig_hw: tuple[int, int],
+) -> CropMask:
+    """Resample a model-input mask back onto the original image, inside ``box_xyxy``.
+
+    Working on the box alone keeps the cost proportional to the object, not to the
+    (possibly 6000 px) image.
+    """
+    oh, ow = orig_hw
+    x0 = int(np.clip(np.floor(box_xyxy[0]), 0, ow - 1))
+    y0 = int(np.clip(np.floor(box_xyxy[1]), 0, oh - 1))
+    x1 = int(np.clip(np.ceil(box_xyxy[2]), x0 + 1, ow))
+    y1 = int(np.clip(np.ceil(box_xyxy[3]), y0 + 1, oh))
+    g = letterbox.gain
+    # Output pixel centre (x0 + u + .5) maps to input pixel centre g*(x + .5) + left - .5.
+    matrix = np.array(
+        [
+            [g, 0.0, (x0 + 0.5) * g + letterbox.left - 0.5],
+            [0.0, g, (y0 + 0.5) * g + letterbox.top - 0.5],
+        ],
+        dtype=np.float64,
+    )
+    src = np.ascontiguousarray(mask_in, dtype=np.float32)
+    crop = cv2.warpAffine(
+        src,
+        matrix,
+        (x1 - x0, y1 - y0),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0.0,
+    )
+    return CropMask(x0, y0, crop > 0.5, oh, ow)
+
+
+def mask_polygons(mask: CropMask, tolerance: float = 1.0, min_area: float = 4.0) -> list[Points]:
+    """Outer contours of a mask in image pixel coordinates, largest first.
+
+    Label Studio polygons have no holes, so holes are filled; the brush form keeps
+    them. ``tolerance`` is the Douglas-Peucker distance in pixels.
+    """
+    if mask.crop.size == 0:
+        return []
+    padded = np.pad(mask.crop.astype(np.uint8), 1)
+    contours, _ = cv2.findContours(padded, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    polys: list[tuple[float, Points]] = []
+    for contour in contours:
+        area = cv2.contourArea(contour)
+        if area < min_area and len(contours) > 1:
+            continue
+        approx = cv2.approxPolyDP(contour, tolerance, True) if tolerance > 0 else contour
+        pts = approx.reshape(-1, 2).astype(np.float64)
+        if len(pts) < 3:
+            continue
+        # Undo the padding, move to image coordinates, and use pixel centres.
+        pts += np.array([mask.x0 - 1 + 0.5, mask.y0 - 1 + 0.5])
+        polys.append((area, pts))
+    polys.sort(key=lambda p: -p[0])
+    return [p for _, p in polys]
+
+
+def to_percent(points: Points, width: int, height: int) -> list[list[float]]:
+    pct = points / np.array([width, height], dtype=np.float64) * 100.0
+    return np.clip(pct, 0.0, 100.0).round(4).tolist()  # type: ignore[no-any-return]
+
+
+def from_percent(x_pct: float, y_pct: float, width: int, height: int) -> tuple[float, float]:
+    """Label Studio percent to pixel coordinates (continuous, 0..width)."""
+    return x_pct / 100.0 * width, y_pct / 100.0 * height
+
+
+def polygon_to_mask(points_pct: list[list[float]], width: int, height: int) -> BoolMask:
+    """Rasterise a Label Studio polygon (percent points) to a full-size mask."""
+    out = np.zeros((height, width), dtype=np.uint8)
+    if len(points_pct) >= 3:
+        pts = np.asarray(points_pct, dtype=np.float64) / 100.0 * np.array([width, height])
+        cv2.fillPoly(out, [np.round(pts - 0.5).astype(np.int32)], 1)
+    return out.astype(bool)
+
+
+def box_of(mask: CropMask) -> tuple[float, float, float, float]:
+    """Tight pixel box (x0, y0, x1, y1) of a mask."""
+    ys, xs = np.nonzero(mask.crop)
+    if ys.size == 0:
+        return (0.0, 0.0, 0.0, 0.0)
+    return (
+        float(mask.x0 + xs.min()),
+        float(mask.y0 + ys.min()),
+        float(mask.x0 + xs.max() + 1),
+        float(mask.y0 + ys.max() + 1),
+    )
+
+
+def iou(a: BoolMask, b: BoolMask) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0

@@ -1,0 +1,39 @@
+"""gunicorn settings for the backend: ``gunicorn -c python:labelstack_backend.gunicorn_conf
+'labelstack_backend.wsgi:create_app_from_env()'``.
+
+Every value can be overridden from the environment (names below).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '9090')}"
+# One worker per GPU is the norm: each worker loads its own copy of the model.
+workers = int(os.environ.get("WORKERS", "1"))
+# Threads let /health and /metrics answer while a long /predict runs.
+worker_class = "gthread"
+threads = int(os.environ.get("THREADS", "8"))
+# Label Studio waits up to 100 s for /predict; a batch on CPU can take a while.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "300"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+keepalive = 5
+# Never preload: the app would initialise CUDA in the master, and forked workers
+# cannot use a CUDA context inherited from their parent.
+preload_app = False
+accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in {"1", "true", "yes"} else None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# Prometheus counters from every worker are summed at scrape time.
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="labelstack-prom-")
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,354 @@
+"""Image loading: from Label Studio, http(s), gs://, data: URIs and local files.
+
+:func:`resolve_ref` is pure: it decides what a task's image value points at and
+what its *stable identity* is (the cache key: never a signed or expiring URL).
+:class:`ImageLoader` does the I/O: fetch with timeouts and a byte limit, a
+bounded disk cache, the EXIF orientation, and a pixel limit against
+decompression bombs. Failures raise :class:`ImageError` with a reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import logging
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlencode, urlparse, urlunparse
+
+import requests
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from labelstack_backend.errors import ImageError
+from labelstack_backend.imagecache import DiskCache
+from labelstack_operator.labelstudio import LabelStudioClient, LabelStudioError
+
+log = logging.getLogger(__name__)
+
+# We enforce our own pixel limit before decoding; PIL's check stays as a backstop.
+Image.MAX_IMAGE_PIXELS = None
+
+
+class SourceKind(StrEnum):
+    LABEL_STUDIO = "label-studio"
+    HTTP = "http"
+    GCS = "gcs"
+    LOCAL = "local"
+    DATA = "data"
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    kind: SourceKind
+    location: str  # what to fetch
+    identity: str  # stable key: survives re-signing and token changes
+
+
+# Query parameters that sign or expire a URL (S3, GCS, Azure SAS, CloudFront).
+_SIGNING_PARAMS = frozenset(
+    {
+        "x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-expires", "x-amz-signedheaders",
+        "x-amz-signature", "x-amz-security-token", "x-goog-algorithm", "x-goog-credential", "x-goog-date",
+        "x-goog-expires", "x-goog-signedheaders", "x-goog-signature", "googleaccessid", "signature",
+        "expires", "key-pair-id", "policy", "sig", "se", "sp", "sv", "sr", "st", "spr", "skoid", "sktid",
+        "skt", "ske", "sks", "skv", "token", "access_token",
+    }
+)  # fmt: skip
+
+
+def strip_signature(url: str) -> str:
+    """The URL without query parameters that sign or expire it."""
+    parsed = urlparse(url)
+    kept = [
+        (k, v) for k, v in parse_qsl(parsed.query, keep_blank_values=True) if k.lower() not in _SIGNING_PARAMS
+    ]
+    return urlunparse(parsed._replace(query=urlencode(kept), fragment=""))
+
+
+def _label_studio_identity(path_and_query: str) -> str:
+    """Identity of a Label Studio file URL: the storage URI behind resolve/presign
+    forms, the document path of local files, the upload path otherwise."""
+    parsed = urlparse(path_and_query)
+    query = dict(parse_qsl(parsed.query))
+    if "fileuri" in query:
+        raw = query["fileuri"]
+        try:
+            decoded = base64.b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            decoded = raw
+        return f"storage:{decoded}"
+    if parsed.path.rstrip("/").endswith("/data/local-files") and "d" in query:
+        return f"local-files:{query['d']}"
+    return f"label-studio:{unquote(parsed.path)}"
+
+
+_LS_PATH_MARKERS = ("/data/upload/", "/data/local-files", "/storage-data/uploaded/")
+
+
+def _is_label_studio_path(path: str) -> bool:
+    return path.startswith(_LS_PATH_MARKERS) or (
+        path.startswith(("/tasks/", "/projects/")) and ("/resolve" in path or "/presign" in path)
+    )
+
+
+def resolve_ref(value: str, label_studio_url: str | None = None) -> ImageRef:
+    """Classify a task's image value. Raises :class:`ImageError` if it is unusable."""
+    if not isinstance(value, str) or not value.strip():
+        raise ImageError("the task has no image URL")
+    value = value.strip()
+    if value.startswith("data:"):
+        digest = hashlib.sha256(value.encode()).hexdigest()
+        return ImageRef(SourceKind.DATA, value, f"data:{digest}")
+    if value.startswith("gs://"):
+        return ImageRef(SourceKind.GCS, value, value)
+    if value.startswith("file://"):
+        path = unquote(urlparse(value).path)
+        return ImageRef(SourceKind.LOCAL, path, f"file:{path}")
+    if value.startswith(("http://", "https://")):
+        parsed = urlparse(value)
+        if label_studio_url:
+            ls = urlparse(label_studio_url)
+            if (parsed.scheme, parsed.netloc) == (ls.scheme, ls.netloc) and _is_label_studio_path(
+                parsed.path
+            ):
+                rel = urlunparse(parsed._replace(scheme="", netloc=""))
+                return ImageRef(SourceKind.LABEL_STUDIO, rel, _label_studio_identity(rel))
+        return ImageRef(SourceKind.HTTP, value, f"url:{strip_signature(value)}")
+    if _is_label_studio_path(value):
+        return ImageRef(SourceKind.LABEL_STUDIO, value, _label_studio_identity(value))
+    if value.startswith("/") or value.startswith("./"):
+        return ImageRef(SourceKind.LOCAL, value, f"file:{Path(value).resolve()}")
+    if "://" in value:
+        scheme = value.split("://", 1)[0]
+        raise ImageError(
+            f"unsupported image URL scheme {scheme!r} in {value!r}; use http(s), gs://, a Label Studio "
+            "URL or a local path (for s3:// and azure-blob://, add the storage in Label Studio so it "
+            "serves the file)"
+        )
+    raise ImageError(f"cannot tell what kind of image reference {value!r} is")
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    image: Image.Image  # RGB, EXIF orientation applied
+    identity: str
+    digest: str  # sha256 of the file bytes: identity + digest is the content key
+
+    @property
+    def width(self) -> int:
+        return self.image.width
+
+    @property
+    def height(self) -> int:
+        return self.image.height
+
+    @property
+    def key(self) -> str:
+        return f"{self.identity}#{self.digest[:16]}"
+
+
+def decode_image(data: bytes, max_pixels: int, what: str = "image") -> Image.Image:
+    """Decode bytes to an RGB image with its EXIF orientation applied.
+
+    The pixel count is checked from the header, before any pixel is decoded.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img: Image.Image = Image.open(io.BytesIO(data))
+            pixels = img.width * img.height
+            if pixels > max_pixels:
+                raise ImageError(
+                    f"{what} is {img.width}x{img.height} = {pixels:,} pixels, above the limit of "
+                    f"{max_pixels:,} (LABELSTACK_IMAGE_MAX_PIXELS)"
+                )
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return img.convert("RGB")
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{what} is not an image Pillow can read") from None
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
+        raise ImageError(f"{what} is corrupt or truncated: {exc}") from None
+
+
+class ImageLoader:
+    """Fetches and decodes images; thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        max_pixels: int,
+        max_bytes: int,
+        timeout: float,
+        cache: DiskCache | None = None,
+        gcs_fetch: Callable[[str, float], bytes] | None = None,
+    ) -> None:
+        self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+        self.cache = cache
+        self._gcs_fetch = gcs_fetch or _gcs_fetch
+        self._session = requests.Session()
+
+    def load(self, value: str, ls: LabelStudioClient | None = None) -> LoadedImage:
+        ref = resolve_ref(value, ls.url if ls else None)
+        data = self.fetch(ref, ls)
+        image = decode_image(data, self.max_pixels, what=_short(value))
+        return LoadedImage(image=image, identity=ref.identity, digest=hashlib.sha256(data).hexdigest())
+
+    def load_many(
+        self, values: Sequence[str], ls: LabelStudioClient | None = None, workers: int = 8
+    ) -> list[LoadedImage | ImageError]:
+        """Load several images concurrently; a failure is returned in place, not raised."""
+
+        def one(value: str) -> LoadedImage | ImageError:
+            try:
+                return self.load(value, ls)
+            except ImageError as exc:
+                log.warning("image %s failed: %s", _short(value), exc.reason)
+                return exc
+
+        if len(values) <= 1:
+            return [one(v) for v in values]
+        with ThreadPoolExecutor(max_workers=min(workers, len(values)), thread_name_prefix="image") as pool:
+            return list(pool.map(one, values))
+
+    def fetch(self, ref: ImageRef, ls: LabelStudioClient | None = None) -> bytes:
+        if ref.kind is SourceKind.LOCAL:
+            return self._read_local(ref.location)
+        if ref.kind is SourceKind.DATA:
+            return _decode_data_uri(ref.location)
+        if self.cache is not None:
+            cached = self.cache.get(ref.identity)
+            if cached is not None:
+                return cached
+        started = time.monotonic()
+        if ref.kind is SourceKind.GCS:
+            data = self._fetch_gcs(ref.location)
+        elif ref.kind is SourceKind.LABEL_STUDIO:
+            data = self._fetch_label_studio(ref.location, ls)
+        else:
+            data = self._fetch_http(ref.location)
+        log.debug("fetched %s (%d bytes) in %.3fs", ref.identity, len(data), time.monotonic() - started)
+        if self.cache is not None:
+            self.cache.put(ref.identity, data)
+        return data
+
+    def _read_local(self, path: str) -> bytes:
+        p = Path(path)
+        try:
+            size = p.stat().st_size
+            if size > self.max_bytes:
+                raise ImageError(f"{path} is {size:,} bytes, above the limit of {self.max_bytes:,}")
+            return p.read_bytes()
+        except FileNotFoundError:
+            raise ImageError(f"no such file: {path}") from None
+        except IsADirectoryError:
+            raise ImageError(f"{path} is a directory, not an image") from None
+        except PermissionError:
+            raise ImageError(f"permission denied reading {path}") from None
+
+    def _read_stream(self, resp: requests.Response, what: str) -> bytes:
+        declared = resp.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            raise ImageError(f"{what} is {int(declared):,} bytes, above the limit of {self.max_bytes:,}")
+        deadline = time.monotonic() + self.timeout * 4
+        chunks: list[bytes] = []
+        total = 0
+        for chunk in resp.iter_content(chunk_size=1 << 16):
+            total += len(chunk)
+            if total > self.max_bytes:
+                raise ImageError(f"{what} is larger than the limit of {self.max_bytes:,} bytes")
+            if time.monotonic() > deadline:
+                raise ImageError(f"{what} took longer than {self.timeout * 4:.0f}s to download")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _fetch_http(self, url: str) -> bytes:
+        what = _short(url)
+        try:
+            with self._session.get(url, stream=True, timeout=(min(self.timeout, 5.0), self.timeout)) as resp:
+                if resp.status_code != 200:
+                    raise ImageError(f"could not fetch {what}: HTTP {resp.status_code}")
+                return self._read_stream(resp, what)
+        except requests.Timeout:
+            raise ImageError(f"could not fetch {what}: timed out after {self.timeout:.0f}s") from None
+        except requests.RequestException as exc:
+            raise ImageError(f"could not fetch {what}: {type(exc).__name__}") from None
+
+    def _fetch_label_studio(self, path: str, ls: LabelStudioClient | None) -> bytes:
+        if ls is None:
+            raise ImageError(
+                f"{_short(path)} is a Label Studio file, but no Label Studio URL and token are configured "
+                "(set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY)"
+            )
+        try:
+            with ls.request(
+                "GET",
+                path,
+                stream=True,
+                timeout=(min(self.timeout, 5.0), self.timeout),
+                what=f"fetch {_short(path)}",
+            ) as resp:
+                return self._read_stream(resp, _short(path))
+        except LabelStudioError as exc:
+            raise ImageError(
+                f"could not fetch {_short(path)} from Label Studio: {exc.status or 'no answer'} {exc.reason}"
+            ) from None
+
+    def _fetch_gcs(self, uri: str) -> bytes:
+        try:
+            data = self._gcs_fetch(uri, self.timeout)
+        except ImageError:
+            raise
+        except Exception as exc:
+            raise ImageError(f"could not fetch {uri}: {type(exc).__name__}: {exc}") from None
+        if len(data) > self.max_bytes:
+            raise ImageError(f"{uri} is {len(data):,} bytes, above the limit of {self.max_bytes:,}")
+        return data
+
+
+def _gcs_fetch(uri: str, timeout: float) -> bytes:
+    from google.api_core import exceptions as gexc
+
+    from labelstack_backend import gcs
+
+    bucket, key = gcs.parse_gs_uri(uri)
+    try:
+        data: bytes = gcs.client().bucket(bucket).blob(key).download_as_bytes(timeout=timeout)
+    except gexc.NotFound:
+        raise ImageError(f"no such object: {uri}") from None
+    except gexc.Forbidden:
+        raise ImageError(f"access denied to {uri}: check the service account's storage permissions") from None
+    return data
+
+
+def _decode_data_uri(uri: str) -> bytes:
+    header, _, payload = uri.partition(",")
+    if ";base64" not in header:
+        raise ImageError("only base64 data: URIs are supported")
+    try:
+        return base64.b64decode(payload, validate=False)
+    except (binascii.Error, ValueError):
+        raise ImageError("the data: URI is not valid base64") from None
+
+
+def _short(value: str, limit: int = 120) -> str:
+    if value.startswith("data:"):
+        return "inline data: image"
+    return value if len(value) <= limit else value[: limit - 3] + "..."

@@ -1,0 +1,1 @@
+"""The local stack: Label Studio, the backends and Redis as supervised local processes."""

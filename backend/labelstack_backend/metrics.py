@@ -1,0 +1,89 @@
+"""Prometheus metrics.
+
+Request metrics are per process and aggregated across gunicorn workers with
+prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by the
+gunicorn config). Model versions and training state are read at scrape time
+from the shared registry and job store, so every worker reports the same truth.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from labelstack_backend.training.state import JobState, JobStatus
+
+REQUESTS = Counter("labelstack_requests_total", "HTTP requests by route and status", ["route", "status"])
+LATENCY = Histogram(
+    "labelstack_request_seconds",
+    "HTTP request latency by route",
+    ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+PREDICTED_TASKS = Counter("labelstack_predict_tasks_total", "Tasks predicted, by outcome", ["outcome"])
+MODEL_READY = Gauge(
+    "labelstack_model_ready", "1 when this process has its model loaded", multiprocess_mode="liveall"
+)
+MODEL_LOAD_SECONDS = Gauge(
+    "labelstack_model_load_seconds", "Time the model took to load", multiprocess_mode="max"
+)
+
+
+class StateCollector(Collector):
+    """Model versions and training state, read when scraped."""
+
+    def __init__(
+        self,
+        versions: Callable[[], dict[str, str]],
+        jobs: Callable[[], Iterable[JobState]],
+    ) -> None:
+        self._versions = versions
+        self._jobs = jobs
+
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily(
+            "labelstack_model_version_info",
+            "The model version serving each project",
+            labels=["project", "version"],
+        )
+        for project, version in sorted(self._versions().items()):
+            info.add_metric([project, version], 1)
+        yield info
+        status = GaugeMetricFamily(
+            "labelstack_training_status",
+            "1 for the current training status of a project",
+            labels=["project", "status"],
+        )
+        epoch = GaugeMetricFamily("labelstack_training_epoch", "Current training epoch", labels=["project"])
+        epochs = GaugeMetricFamily(
+            "labelstack_training_epochs", "Epochs of the current training", labels=["project"]
+        )
+        loss = GaugeMetricFamily("labelstack_training_loss", "Last training loss", labels=["project"])
+        runs = GaugeMetricFamily("labelstack_training_runs", "Trainings run per project", labels=["project"])
+        for job in self._jobs():
+            for s in JobStatus:
+                status.add_metric([job.project, s.value], 1.0 if job.status is s else 0.0)
+            epoch.add_metric([job.project], job.epoch)
+            epochs.add_metric([job.project], job.epochs)
+            runs.add_metric([job.project], job.runs)
+            if job.loss is not None:
+                loss.add_metric([job.project], job.loss)
+        yield from (status, epoch, epochs, loss, runs)
+
+
+def render(collectors: Iterable[Collector]) -> bytes:
+    """The /metrics body: this process (or all workers, in multiprocess mode) plus ``collectors``."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        base = CollectorRegistry()
+        MultiProcessCollector(base)
+    else:
+        base = REGISTRY
+    extra = CollectorRegistry()
+    for collector in collectors:
+        extra.register(collector)
+    return generate_latest(base) + generate_latest(extra)

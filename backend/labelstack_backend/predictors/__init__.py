@@ -1,0 +1,1 @@
+"""The predictors behind the protocol: segmentation (YOLOv8-seg) and interactive SAM."""

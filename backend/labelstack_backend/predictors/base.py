@@ -1,0 +1,52 @@
+"""What the protocol server needs from a predictor."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from labelstack_backend.errors import ImageError
+from labelstack_backend.labelconfig import Control, LabelConfig
+from labelstack_operator.labelstudio import LabelStudioClient
+
+
+@dataclass(frozen=True)
+class PredictCall:
+    """One /predict call, parsed: the tasks, the project's config, how to reach Label Studio."""
+
+    tasks: Sequence[Mapping[str, Any]]
+    project: str | None
+    config: LabelConfig
+    context: Mapping[str, Any] | None
+    ls: LabelStudioClient | None
+
+
+class Predictor(Protocol):
+    name: str
+    interactive: bool
+
+    def load(self) -> None:
+        """Load the model (slow; runs in the background after the process starts)."""
+
+    def check_config(self, config: LabelConfig) -> None:
+        """Raise UnprocessableConfig when the config has nothing this predictor can fill."""
+
+    def model_version(self, project: str | None) -> str: ...
+
+    def versions(self, project: str | None) -> list[str]: ...
+
+    def predict(self, call: PredictCall) -> list[dict[str, Any]]:
+        """One entry per task, in order."""
+
+
+def task_image_value(task: Mapping[str, Any], config: LabelConfig, control: Control) -> str:
+    """The image URL of ``task`` for ``control``'s image object."""
+    image = config.image(control.to_name)
+    if image is None:
+        raise ImageError(f"control {control.name!r} points at {control.to_name!r}, which is not an <Image>")
+    data = task.get("data") or {}
+    value = data.get(image.value_key)
+    if not isinstance(value, str) or not value:
+        raise ImageError(f"task {task.get('id', '?')} has no '{image.value_key}' image in its data")
+    return value

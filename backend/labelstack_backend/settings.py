@@ -1,0 +1,122 @@
+"""One typed settings object per process, read from the environment once.
+
+The variable names are the ones the README documents and the operator sets.
+Names that Label Studio's own ML backends use (``LABEL_STUDIO_URL``,
+``LABEL_STUDIO_API_KEY``, ``MODEL_DIR``, ``BASIC_AUTH_USER``...) keep those
+names so existing deployments carry over.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class PredictorKind(StrEnum):
+    SEGMENTATION = "segmentation"
+    SAM = "sam"
+
+
+class SettingsError(ValueError):
+    """The environment does not describe a runnable backend."""
+
+
+def _env(name: str, *more: str) -> Any:
+    return Field(validation_alias=AliasChoices(name, *more))
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    predictor: PredictorKind = Field(PredictorKind.SEGMENTATION, validation_alias="LABELSTACK_PREDICTOR")
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+
+    # Label Studio, for image downloads and training data.
+    label_studio_url: str = _env("LABEL_STUDIO_URL", "LABEL_STUDIO_HOST")
+    label_studio_api_key: str = _env("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN")
+
+    # Optional HTTP basic auth on every route but the health probe.
+    basic_auth_user: str = Field("", validation_alias="BASIC_AUTH_USER")
+    basic_auth_pass: str = Field("", validation_alias="BASIC_AUTH_PASS")
+
+    # Models.
+    model_dir: Path = Field(Path("./models"), validation_alias="MODEL_DIR")
+    device: str = Field("auto", validation_alias="LABELSTACK_DEVICE")
+    half: bool | None = Field(None, validation_alias="LABELSTACK_HALF")  # None: fp16 on GPU only
+    demo_model: bool = Field(False, validation_alias="LABELSTACK_DEMO_MODEL")
+    score_threshold: float = Field(0.25, ge=0.0, le=1.0, validation_alias="LABELSTACK_SCORE_THRESHOLD")
+
+    # Segmentation (ultralytics YOLOv8-seg).
+    seg_weights: str = Field("", validation_alias="LABELSTACK_SEG_WEIGHTS")
+    seg_model_config: str = Field("yolov8n-seg.yaml", validation_alias="LABELSTACK_SEG_MODEL_CONFIG")
+    seg_default_weights: str = Field("yolov8n-seg.pt", validation_alias="LABELSTACK_SEG_DEFAULT_WEIGHTS")
+    batch_size: PositiveInt = Field(16, validation_alias="LABELSTACK_BATCH_SIZE")
+    imgsz: PositiveInt = Field(640, validation_alias="LABELSTACK_IMGSZ")
+    polygon_tolerance: float = Field(1.0, ge=0.0, validation_alias="LABELSTACK_POLYGON_TOLERANCE")
+
+    # Images.
+    image_max_pixels: PositiveInt = Field(40_000_000, validation_alias="LABELSTACK_IMAGE_MAX_PIXELS")
+    image_max_bytes: PositiveInt = Field(100 * 1024 * 1024, validation_alias="LABELSTACK_IMAGE_MAX_BYTES")
+    image_timeout: float = Field(15.0, gt=0, validation_alias="LABELSTACK_IMAGE_TIMEOUT")
+    image_cache_dir: Path | None = Field(None, validation_alias="LABELSTACK_IMAGE_CACHE_DIR")
+    image_cache_bytes: int = Field(2 * 1024**3, ge=0, validation_alias="LABELSTACK_IMAGE_CACHE_BYTES")
+    local_files_root: Path | None = Field(None, validation_alias="LABELSTACK_LOCAL_FILES_ROOT")
+
+    # Fine-tuning.
+    train_every: int = Field(0, ge=0, validation_alias="LABELSTACK_TRAIN_EVERY")
+    train_epochs: PositiveInt = Field(20, validation_alias="LABELSTACK_TRAIN_EPOCHS")
+    train_imgsz: PositiveInt = Field(640, validation_alias="LABELSTACK_TRAIN_IMGSZ")
+    train_batch: PositiveInt = Field(8, validation_alias="LABELSTACK_TRAIN_BATCH")
+    train_device: str = Field("auto", validation_alias="LABELSTACK_TRAIN_DEVICE")
+    train_timeout: float = Field(6 * 3600.0, gt=0, validation_alias="LABELSTACK_TRAIN_TIMEOUT")
+    train_extra: str = Field("", validation_alias="LABELSTACK_TRAIN_EXTRA")  # JSON of ultralytics args
+
+    # Scale-out.
+    redis_url: str = Field("", validation_alias="REDIS_URL")
+
+    @field_validator("label_studio_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, v: str) -> str:
+        return v.upper()
+
+    @property
+    def model_dir_resolved(self) -> Path:
+        return self.model_dir.expanduser().resolve()
+
+    @property
+    def image_cache_path(self) -> Path:
+        return (self.image_cache_dir or self.model_dir_resolved / "cache" / "images").expanduser()
+
+    @property
+    def basic_auth(self) -> tuple[str, str] | None:
+        if self.basic_auth_user and self.basic_auth_pass:
+            return (self.basic_auth_user, self.basic_auth_pass)
+        return None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        data: dict[str, Any] = {k: v for k, v in env.items() if v != ""}
+        data.setdefault("LABEL_STUDIO_URL", "")
+        data.setdefault("LABEL_STUDIO_API_KEY", "")
+        data.update(overrides)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
+            )
+            raise SettingsError(f"invalid backend settings: {problems}") from None

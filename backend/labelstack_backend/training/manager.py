@@ -1,0 +1,140 @@
+"""Starts training jobs from web requests, without blocking them.
+
+Label Studio's webhook times out after about a second, so a request only
+records the wish and spawns the job process (:mod:`.job`); the job reports
+through the shared :class:`JobStore`. A request for a project whose job is
+queued or running sets ``pending`` instead: the running job trains once more
+when it finishes, so no annotation is left out and no two jobs overlap.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+from labelstack_backend.training.job import ENV_LS_TOKEN, ENV_LS_URL, HEARTBEAT_SECONDS
+from labelstack_backend.training.state import JobState, JobStatus, JobStore
+
+log = logging.getLogger(__name__)
+
+STALE_AFTER = HEARTBEAT_SECONDS * 4
+
+
+@dataclass(frozen=True)
+class TrainDecision:
+    state: JobState
+    started: bool  # False: one is already queued or running (this request is folded into it)
+
+    @property
+    def status(self) -> str:
+        return "started" if self.started else "already_running"
+
+
+Spawn = Callable[[str, Mapping[str, str]], subprocess.Popen[bytes]]
+
+
+def spawn_job(project: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "labelstack_backend.training.job", project],
+        env={**os.environ, **env},
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # a worker's shutdown signal should not kill a running training
+    )
+
+
+def is_stale(state: JobState, now: float | None = None) -> bool:
+    """An active state whose heartbeat stopped: its job died without saying so."""
+    return state.active and (now or time.time()) - state.updated_at > STALE_AFTER
+
+
+class TrainingManager:
+    def __init__(self, store: JobStore, train_every: int = 0, spawn: Spawn = spawn_job) -> None:
+        self.store = store
+        self.train_every = train_every
+        self._spawn = spawn
+        self._lock = threading.Lock()
+        self._children: list[subprocess.Popen[bytes]] = []
+
+    def state(self, project: str) -> JobState:
+        state = self.store.get(project)
+        if is_stale(state):
+            return replace(state, status=JobStatus.FAILED, reason="the training process stopped responding")
+        return state
+
+    def request(self, project: str, reason: str, ls: tuple[str, str] | None = None) -> TrainDecision:
+        """Start a training of ``project`` unless one is already queued or running."""
+        with self._lock:
+            started = False
+
+            def decide(state: JobState) -> JobState:
+                nonlocal started
+                if state.active and not is_stale(state):
+                    return replace(state, pending=True)
+                started = True
+                return replace(
+                    state,
+                    status=JobStatus.QUEUED,
+                    reason=reason,
+                    pending=False,
+                    epoch=0,
+                    loss=None,
+                    new_annotations=0,
+                )
+
+            state = self.store.update(project, decide)
+            if started:
+                env = {ENV_LS_URL: ls[0], ENV_LS_TOKEN: ls[1]} if ls else {}
+                try:
+                    child = self._spawn(project, env)
+                except OSError as exc:
+                    reason = f"could not start training: {exc}"
+                    state = self.store.update(
+                        project, lambda s: replace(s, status=JobStatus.FAILED, reason=reason)
+                    )
+                    return TrainDecision(state, started=False)
+                self._children.append(child)
+                threading.Thread(
+                    target=self._reap, args=(project, child), daemon=True, name="train-reaper"
+                ).start()
+                log.info("training of project %s started (%s)", project, reason)
+            else:
+                log.info("training of project %s already active; queued one more run", project)
+            return TrainDecision(state, started=started)
+
+    def on_annotations(
+        self, project: str, count: int, ls: tuple[str, str] | None = None
+    ) -> TrainDecision | None:
+        """Count new annotations; start a training every ``train_every`` of them."""
+        if self.train_every <= 0 or count <= 0:
+            return None
+        state = self.store.update(project, lambda s: replace(s, new_annotations=s.new_annotations + count))
+        if state.new_annotations >= self.train_every:
+            return self.request(project, f"{state.new_annotations} new annotations", ls)
+        return None
+
+    def _reap(self, project: str, child: subprocess.Popen[bytes]) -> None:
+        code = child.wait()
+        if code not in (0, 1):  # killed (out of memory?) or crashed before it could say why
+            reason = f"the training process exited with code {code}"
+            log.error("training of project %s: %s", project, reason)
+            self.store.update(
+                project,
+                lambda s: (
+                    replace(s, status=JobStatus.FAILED, reason=reason, finished_at=time.time())
+                    if s.active
+                    else s
+                ),
+            )
+        with self._lock:
+            if child in self._children:
+                self._children.remove(child)
+
+    def running_children(self) -> int:
+        with self._lock:
+            return sum(1 for c in self._children if c.poll() is None)

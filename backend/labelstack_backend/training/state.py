@@ -1,0 +1,144 @@
+"""Training job state and the one-training-at-a-time lock.
+
+The state is shared by every process of a backend (gunicorn workers and the
+training subprocess), so it lives outside any one of them: in files under
+``MODEL_DIR`` here, and in Redis when the backend scales out (see
+``coordination``). Both stores implement :class:`JobStore`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from labelstack_backend.registry import atomic_write, safe_name
+
+
+class JobStatus(StrEnum):
+    IDLE = "idle"
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class JobState:
+    project: str
+    status: JobStatus = JobStatus.IDLE
+    epoch: int = 0
+    epochs: int = 0
+    loss: float | None = None
+    reason: str = ""  # why it failed, or what started it
+    version: str = ""  # the version it produced
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    updated_at: float = 0.0
+    pending: bool = False  # another training was asked for while this one ran
+    new_annotations: int = 0  # since the last training started
+    runs: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobState:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["status"] = JobStatus(known.get("status", "idle"))
+        return cls(**known)
+
+
+class TrainingLease(Protocol):
+    def renew(self) -> bool: ...
+    def release(self) -> None: ...
+
+
+class JobStore(Protocol):
+    def get(self, project: str) -> JobState: ...
+    def update(self, project: str, change: Callable[[JobState], JobState]) -> JobState: ...
+    def all(self) -> list[JobState]: ...
+    def try_lock(self, owner: str, ttl: float) -> TrainingLease | None: ...
+
+
+class _FileLease:
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def renew(self) -> bool:
+        return self._fd is not None  # an flock lives as long as the process holds the fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class FileJobStore:
+    """Job state as JSON files, guarded by ``flock`` so several processes can share it.
+
+    A crashed trainer cannot leave the training lock held: the kernel drops an
+    flock when its process dies.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, project: str) -> Path:
+        return self.root / "projects" / safe_name(project) / "job.json"
+
+    @contextlib.contextmanager
+    def _locked(self, name: str) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / name, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def get(self, project: str) -> JobState:
+        try:
+            return JobState.from_json(json.loads(self._path(project).read_text()))
+        except (FileNotFoundError, ValueError):
+            return JobState(project=project)
+
+    def update(self, project: str, change: Callable[[JobState], JobState]) -> JobState:
+        with self._locked(".jobs.lock"):
+            new = replace(change(self.get(project)), updated_at=time.time())
+            atomic_write(self._path(project), json.dumps(new.to_json(), sort_keys=True))
+            return new
+
+    def all(self) -> list[JobState]:
+        folder = self.root / "projects"
+        if not folder.is_dir():
+            return []
+        return [self.get(d.name) for d in sorted(folder.iterdir()) if (d / "job.json").exists()]
+
+    def try_lock(self, owner: str, ttl: float) -> TrainingLease | None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / ".train.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        os.ftruncate(fd, 0)
+        os.write(fd, owner.encode())
+        return _FileLease(fd)

@@ -1,0 +1,70 @@
+"""The composition root: settings -> predictor -> service -> WSGI app.
+
+gunicorn calls ``labelstack_backend.wsgi:create_app_from_env()`` in each worker after forking
+(no ``--preload``: CUDA must not be initialised before a fork). A configuration
+that cannot work (bad settings, weights missing offline) stops the worker at
+boot with exit code 3, which makes gunicorn halt with the message in its log.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from labelstack_backend.app import create_app
+from labelstack_backend.errors import ModelLoadError
+from labelstack_backend.imagecache import DiskCache
+from labelstack_backend.images import ImageLoader
+from labelstack_backend.logsetup import configure_logging
+from labelstack_backend.predictors.base import Predictor
+from labelstack_backend.registry import ModelRegistry
+from labelstack_backend.service import BackendService
+from labelstack_backend.settings import PredictorKind, Settings, SettingsError
+from labelstack_backend.training.manager import TrainingManager
+from labelstack_backend.training.stores import job_store
+
+log = logging.getLogger("labelstack")
+
+WORKER_BOOT_ERROR = 3
+
+
+def build_service(settings: Settings) -> BackendService:
+    """Wire the parts for ``settings``. Raises ModelLoadError for unusable weights."""
+    settings.model_dir_resolved.mkdir(parents=True, exist_ok=True)
+    loader = ImageLoader(
+        max_pixels=settings.image_max_pixels,
+        max_bytes=settings.image_max_bytes,
+        timeout=settings.image_timeout,
+        cache=DiskCache(settings.image_cache_path, settings.image_cache_bytes),
+    )
+    predictor: Predictor
+    trainer: TrainingManager | None = None
+    if settings.predictor is PredictorKind.SAM:
+        from labelstack_backend.predictors.sam import SamPredictor
+
+        predictor = SamPredictor(settings, loader)
+    else:
+        from labelstack_backend.predictors.segmentation import SegmentationPredictor
+
+        predictor = SegmentationPredictor(settings, ModelRegistry(settings.model_dir_resolved), loader)
+        trainer = TrainingManager(job_store(settings), train_every=settings.train_every)
+    return BackendService(settings, predictor, trainer)
+
+
+def create_app_from_env() -> Flask:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        configure_logging()
+        log.critical("%s", exc)
+        raise SystemExit(WORKER_BOOT_ERROR) from None
+    configure_logging(settings.log_level)
+    try:
+        service = build_service(settings)
+    except ModelLoadError as exc:
+        log.critical("cannot start the %s backend: %s", settings.predictor.value, exc.reason)
+        raise SystemExit(WORKER_BOOT_ERROR) from None
+    service.start_loading()
+    log.info("%s backend starting; model loading in the background", settings.predictor.value)
+    return create_app(service)

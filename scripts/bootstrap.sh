@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Set up what the project needs on a fresh machine, idempotently:
+#   scripts/bootstrap.sh backend       the project venv (.venvs/backend): both packages + dev tools
+#   scripts/bootstrap.sh label-studio  Label Studio 1.23 in its own venv (.venvs/label-studio)
+#   scripts/bootstrap.sh system        Debian packages the tests use (redis-server, chromium)
+# A stamp file holds the hash of the inputs, so a re-run with nothing changed is instant.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PY=${PYTHON:-python3}
+VENVS=${LABELSTACK_VENVS:-$ROOT/.venvs}
+
+stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
+
+backend() {
+  local venv=$VENVS/backend
+  local hash
+  hash=$(cat backend/pyproject.toml operator/pyproject.toml requirements-dev.txt constraints.txt | sha256sum | cut -c1-16)
+  if stamp_ok "$venv/.stamp" "$hash" && [ -x "$venv/bin/labelstack" ]; then return; fi
+  echo "==> creating $venv (torch, ultralytics, label-studio-sdk...; a few minutes the first time)"
+  [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  "$venv/bin/python" -m pip install -q -c constraints.txt -e ./operator -e ./backend -r requirements-dev.txt
+  echo "$hash" > "$venv/.stamp"
+}
+
+label_studio() {
+  local venv=$VENVS/label-studio
+  local hash
+  hash=$(grep -h '^label-studio==' constraints-label-studio.txt | sha256sum | cut -c1-16)
+  if stamp_ok "$venv/.stamp" "$hash" && [ -x "$venv/bin/label-studio" ]; then return; fi
+  echo "==> installing Label Studio into $venv (about 1 GB)"
+  [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  "$venv/bin/python" -m pip install -q -r constraints-label-studio.txt
+  echo "$hash" > "$venv/.stamp"
+}
+
+system() {
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v chromium >/dev/null || missing+=(chromium)
+  [ ${#missing[@]} -eq 0 ] && return
+  echo "==> installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+for what in "$@"; do
+  case $what in
+    backend) backend ;;
+    label-studio) label_studio ;;
+    system) system ;;
+    *) echo "unknown target: $what" >&2; exit 2 ;;
+  esac
+done
