@@ -19,7 +19,7 @@ os.environ.setdefault(
     "LABELSTACK_LS_VENV", str(Path(__file__).resolve().parent.parent / ".venvs" / "label-studio")
 )
 
-import pytest  # noqa: E402
+import pytest
 
 pytest_plugins = ["tests.support.fixtures"]
 

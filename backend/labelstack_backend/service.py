@@ -220,8 +220,8 @@ class BackendService:
         info = self._projects.get(project)
         if info is None or not (info.hostname and info.access_token):
             raise UnknownProject(
-                f"project {project} was never set up with this backend (POST /setup), and LABEL_STUDIO_URL and "
-                "LABEL_STUDIO_API_KEY are not set, so its annotations cannot be fetched"
+                f"project {project} was never set up with this backend (POST /setup), and "
+                "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY are not set, so its annotations cannot be fetched"
             )
         return info.hostname, info.access_token
 

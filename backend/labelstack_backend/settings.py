@@ -62,6 +62,14 @@ class Settings(BaseModel):
     imgsz: PositiveInt = Field(640, validation_alias="LABELSTACK_IMGSZ")
     polygon_tolerance: float = Field(1.0, ge=0.0, validation_alias="LABELSTACK_POLYGON_TOLERANCE")
 
+    # Interactive Segment Anything.
+    sam_model_type: str = Field(
+        "vit_b", validation_alias="LABELSTACK_SAM_MODEL_TYPE"
+    )  # vit_h|vit_l|vit_b|mobile_sam
+    sam_checkpoint: str = Field("", validation_alias="LABELSTACK_SAM_CHECKPOINT")
+    sam_cache_bytes: int = Field(2 * 1024**3, ge=0, validation_alias="LABELSTACK_SAM_CACHE_BYTES")
+    sam_bf16: bool | None = Field(None, validation_alias="LABELSTACK_SAM_BF16")  # None: on for CUDA
+
     # Images.
     image_max_pixels: PositiveInt = Field(40_000_000, validation_alias="LABELSTACK_IMAGE_MAX_PIXELS")
     image_max_bytes: PositiveInt = Field(100 * 1024 * 1024, validation_alias="LABELSTACK_IMAGE_MAX_BYTES")
