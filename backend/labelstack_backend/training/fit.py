@@ -34,7 +34,10 @@ def _total_loss(trainer: Any) -> float | None:
     if tloss is None:
         return None
     try:
-        value = float(tloss.sum()) if hasattr(tloss, "sum") else float(tloss)
+        if isinstance(tloss, dict):  # ultralytics 8.4: a running mean per loss name
+            value = float(sum(float(v) for v in tloss.values()))
+        else:
+            value = float(tloss.sum()) if hasattr(tloss, "sum") else float(tloss)
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None

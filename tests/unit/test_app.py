@@ -1,0 +1,196 @@
+"""The protocol server through Flask's test client, with a random YOLOv8n-seg built from config."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from PIL import Image
+
+from labelstack_backend.app import create_app
+from labelstack_backend.errors import ModelLoadError
+from labelstack_backend.settings import Settings
+from labelstack_backend.wsgi import build_service
+
+CONFIG = (
+    '<View><Image name="image" value="$image"/>'
+    '<PolygonLabels name="poly" toName="image"><Label value="person"/><Label value="Bus" predicted_values="car,truck"/>'
+    "</PolygonLabels></View>"
+)
+
+
+def make_service(tmp_path, **overrides):
+    env = {
+        "LABELSTACK_DEMO_MODEL": "1",
+        "MODEL_DIR": str(tmp_path / "models"),
+        "LABELSTACK_SCORE_THRESHOLD": "0.0",
+    }
+    return build_service(Settings.from_env(env, **overrides))
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("app")
+    service = make_service(tmp)
+    app = create_app(service)
+    client = app.test_client()
+    before = client.get("/health")
+    service.start_loading().join(120)
+    images = tmp / "images"
+    images.mkdir()
+    for name, size in (("wide.jpg", (320, 180)), ("tall.jpg", (150, 300))):
+        Image.effect_noise(size, 60).convert("RGB").save(images / name)
+    return service, client, before, images
+
+
+def test_health_is_honest_before_and_after_loading(served):
+    service, client, before, _ = served
+    assert before.status_code == 503 and before.json["status"] == "LOADING"
+    after = client.get("/health")
+    assert after.status_code == 200
+    assert after.json["status"] == "UP" and after.json["model_version"] == "yolov8n-seg-random"
+
+
+def test_setup_answers_the_model_version(served):
+    _, client, _, _ = served
+    resp = client.post(
+        "/setup", json={"project": "7.1700000000", "schema": CONFIG, "hostname": "", "access_token": ""}
+    )
+    assert resp.status_code == 200 and resp.json == {"model_version": "yolov8n-seg-random"}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        ({"project": "7.1", "schema": "<View><Text name='t' value='$t'/></View>"}, 422, "<Image>"),
+        ({"project": "7.1"}, 400, "schema"),
+        ({"project": "x.y", "schema": CONFIG}, 400, "project"),
+    ],
+)
+def test_setup_refuses_what_it_cannot_serve(served, body, status, reason):
+    _, client, _, _ = served
+    resp = client.post("/setup", json=body)
+    assert resp.status_code == status and reason in resp.json["error"]
+
+
+def test_predict_answers_every_task_in_order_and_isolates_a_bad_image(served):
+    _, client, _, images = served
+    tasks = [
+        {"id": 11, "data": {"image": str(images / "wide.jpg")}},
+        {"id": 12, "data": {"image": str(images / "missing.jpg")}},
+        {"id": 13, "data": {"image": str(images / "tall.jpg")}},
+    ]
+    resp = client.post("/predict", json={"tasks": tasks, "project": "7.1", "label_config": CONFIG})
+    assert resp.status_code == 200
+    results = resp.json["results"]
+    assert len(results) == 3
+    assert "result" not in results[1] and "no such file" in results[1]["error"]
+    for res, size in ((results[0], (320, 180)), (results[2], (150, 300))):
+        assert res["model_version"] == "yolov8n-seg-random"
+        assert res["result"], "a random model at threshold 0 finds something"
+        for region in res["result"]:
+            assert (region["original_width"], region["original_height"]) == size
+            assert region["type"] == "polygonlabels" and region["value"]["polygonlabels"][0] in {
+                "person",
+                "Bus",
+            }
+            assert all(0 <= x <= 100 and 0 <= y <= 100 for x, y in region["value"]["points"])
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "reason"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"", 400, "no body"),
+        (b"[1, 2]", 400, "JSON object"),
+        (b'{"tasks": [{"id": 1}]}', 400, "'data'"),
+    ],
+)
+def test_garbage_gets_a_4xx_with_a_reason(served, data, status, reason):
+    _, client, _, _ = served
+    resp = client.post("/predict", data=data, content_type="application/json")
+    assert resp.status_code == status and reason in resp.json["error"]
+    assert client.get("/health").status_code == 200
+
+
+def test_predict_needs_a_config_from_somewhere(served):
+    _, client, _, images = served
+    resp = client.post(
+        "/predict", json={"tasks": [{"data": {"image": str(images / "wide.jpg")}}], "project": "99.1"}
+    )
+    assert resp.status_code == 400 and "label_config" in resp.json["error"]
+    resp = client.post(
+        "/predict", json={"tasks": [{"data": {"image": str(images / "wide.jpg")}}], "project": "7.1"}
+    )
+    assert resp.status_code == 200  # project 7 was set up
+
+
+def test_versions_reads_the_project_from_query_or_body(served):
+    _, client, _, _ = served
+    by_query = client.get("/versions?project=7")
+    by_body = client.get("/versions", json={"project": "7.1700000000"})
+    assert by_query.json == by_body.json
+    assert (
+        by_query.json["versions"] == ["yolov8n-seg-random"] and by_query.json["training"]["status"] == "idle"
+    )
+
+
+def test_webhooks(served):
+    _, client, _, _ = served
+    ignored = client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 7}})
+    assert ignored.status_code == 200 and ignored.json["status"] == "ignored"
+    # No LABEL_STUDIO_URL/API key and no /setup hostname: training cannot fetch data.
+    refused = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 7}})
+    assert refused.status_code == 404 and "never set up" in refused.json["error"]
+    missing = client.post("/webhook", json={"action": "START_TRAINING"})
+    assert missing.status_code == 400
+
+
+def test_metrics(served):
+    _, client, _, _ = served
+    client.get("/health")
+    text = client.get("/metrics").data.decode()
+    assert 'labelstack_requests_total{route="/health",status="200"}' in text
+    assert 'labelstack_model_version_info{project="default",version="yolov8n-seg-random"} 1.0' in text
+    assert "labelstack_request_seconds_bucket" in text
+
+
+def test_basic_auth_guards_everything_but_health(tmp_path):
+    service = make_service(tmp_path, BASIC_AUTH_USER="u", BASIC_AUTH_PASS="p")
+    client = create_app(service).test_client()
+    assert client.get("/health").status_code == 503  # open, but still loading
+    assert client.post("/setup", json={"schema": CONFIG}).status_code == 401
+    assert client.get("/metrics").status_code == 401
+    good = {"Authorization": "Basic " + base64.b64encode(b"u:p").decode()}
+    bad = {"Authorization": "Basic " + base64.b64encode(b"u:x").decode()}
+    assert client.get("/metrics", headers=good).status_code == 200
+    assert client.get("/metrics", headers=bad).status_code == 401
+
+
+def test_an_unexpected_error_is_a_500_without_a_traceback(served, monkeypatch):
+    service, client, _, images = served
+
+    def boom(call):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(service.predictor, "predict", boom)
+    resp = client.post(
+        "/predict", json={"tasks": [{"data": {"image": str(images / "wide.jpg")}}], "label_config": CONFIG}
+    )
+    assert resp.status_code == 500
+    assert "secret internals" not in resp.get_data(as_text=True) and "Traceback" not in resp.get_data(
+        as_text=True
+    )
+    assert client.get("/health").status_code == 200
+
+
+def test_missing_weights_fail_at_start_with_the_fix(tmp_path, monkeypatch):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        build_service(
+            Settings.from_env(
+                {"LABELSTACK_SEG_WEIGHTS": str(tmp_path / "nope.pt"), "MODEL_DIR": str(tmp_path)}
+            )
+        )
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="LABELSTACK_DEMO_MODEL"):
+        build_service(Settings.from_env({"MODEL_DIR": str(tmp_path)}))

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from labelstack_backend.geometry import (
+    CropMask,
+    Letterbox,
+    box_of,
+    iou,
+    mask_polygons,
+    polygon_to_mask,
+    to_percent,
+    unletterbox_mask,
+)
+
+
+def letterbox(mask: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
+    """Put a mask through the same scale + centre-pad that ultralytics applies."""
+    h, w = mask.shape
+    lb = Letterbox.of((h, w), (size, size))
+    nw, nh = round(w * lb.gain), round(h * lb.gain)
+    small = cv2.resize(mask.astype(np.float32), (nw, nh), interpolation=cv2.INTER_LINEAR)
+    out = np.zeros((size, size), np.float32)
+    out[lb.top : lb.top + nh, lb.left : lb.left + nw] = small
+    return out, lb
+
+
+@pytest.mark.parametrize(("h", "w"), [(480, 640), (640, 360), (1000, 1000), (333, 777)])
+def test_unletterbox_restores_masks_of_non_square_images(h, w):
+    truth = np.zeros((h, w), bool)
+    cv2.circle(truth.view(np.uint8), (w // 3, h // 2), min(h, w) // 5, 1, -1)
+    cv2.rectangle(truth.view(np.uint8), (w // 2, h // 5), (w - 20, h // 2), 1, -1)
+    inp, lb = letterbox(truth, 320)
+    restored = unletterbox_mask(inp, lb, (0, 0, w, h), (h, w))
+    assert iou(restored.full(), truth) > 0.97
+
+
+def test_unletterbox_inside_a_box_returns_a_crop_at_the_right_place():
+    h, w = 300, 500
+    truth = np.zeros((h, w), bool)
+    truth[100:200, 250:400] = True
+    inp, lb = letterbox(truth, 256)
+    crop = unletterbox_mask(inp, lb, (250, 100, 400, 200), (h, w))
+    assert (crop.x0, crop.y0, crop.crop.shape) == (250, 100, (100, 150))
+    assert iou(crop.full(), truth) > 0.95
+
+
+def test_polygons_lie_on_the_mask_boundary_and_holes_are_filled():
+    mask = np.zeros((120, 160), bool)
+    mask[20:100, 30:130] = True
+    mask[50:70, 60:90] = False  # a hole
+    polys = mask_polygons(CropMask.from_full(mask), tolerance=0.5)
+    assert len(polys) == 1
+    pts = polys[0]
+    filled = polygon_to_mask(to_percent(pts, 160, 120), 160, 120)
+    outer = mask.copy()
+    outer[50:70, 60:90] = True
+    assert iou(filled, outer) > 0.97
+    # Every vertex sits on a boundary pixel centre.
+    xs, ys = pts[:, 0], pts[:, 1]
+    on_edge = (np.isclose(xs, 30.5) | np.isclose(xs, 129.5)) | (np.isclose(ys, 20.5) | np.isclose(ys, 99.5))
+    assert on_edge.all()
+
+
+def test_largest_component_comes_first_and_tiny_specks_are_dropped():
+    mask = np.zeros((100, 100), bool)
+    mask[10:20, 10:20] = True
+    mask[40:90, 40:90] = True
+    mask[0, 99] = True
+    polys = mask_polygons(CropMask.from_full(mask))
+    assert len(polys) == 2
+    assert cv2.contourArea(polys[0].astype(np.float32)) > cv2.contourArea(polys[1].astype(np.float32))
+
+
+def test_percent_round_trip_and_box():
+    mask = np.zeros((50, 80), bool)
+    mask[10:20, 5:45] = True
+    crop = CropMask.from_full(mask)
+    assert box_of(crop) == (5.0, 10.0, 45.0, 20.0)
+    assert crop.area == 400
+    np.testing.assert_array_equal(crop.full(), mask)
+    assert to_percent(np.array([[40.0, 25.0], [80.0, 50.0]]), 80, 50) == [[50.0, 50.0], [100.0, 100.0]]

@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import base64
+import io
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from labelstack_backend.errors import ImageError
+from labelstack_backend.imagecache import DiskCache
+from labelstack_backend.images import ImageLoader, SourceKind, decode_image, resolve_ref, strip_signature
+from labelstack_backend.localstack.ports import free_port
+
+LS = "http://ls.example:8080"
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "identity"),
+    [
+        (
+            "/data/upload/3/abc-photo.jpg",
+            SourceKind.LABEL_STUDIO,
+            "label-studio:/data/upload/3/abc-photo.jpg",
+        ),
+        (
+            "/data/local-files/?d=runway/look%201.jpg",
+            SourceKind.LABEL_STUDIO,
+            "local-files:runway/look 1.jpg",
+        ),
+        (
+            "/tasks/7/resolve/?fileuri=" + base64.b64encode(b"gs://bucket/a.jpg").decode(),
+            SourceKind.LABEL_STUDIO,
+            "storage:gs://bucket/a.jpg",
+        ),
+        (
+            "/projects/2/presign/?fileuri=" + base64.b64encode(b"s3://b/k.png").decode().rstrip("="),
+            SourceKind.LABEL_STUDIO,
+            "storage:s3://b/k.png",
+        ),
+        (f"{LS}/data/upload/3/x.jpg", SourceKind.LABEL_STUDIO, "label-studio:/data/upload/3/x.jpg"),
+        ("gs://archive/ss24/look-01.jpg", SourceKind.GCS, "gs://archive/ss24/look-01.jpg"),
+        ("file:///srv/img/a.png", SourceKind.LOCAL, "file:/srv/img/a.png"),
+        (
+            "https://cdn.example/a.jpg?X-Goog-Signature=abc&X-Goog-Expires=600&w=640",
+            SourceKind.HTTP,
+            "url:https://cdn.example/a.jpg?w=640",
+        ),
+    ],
+)
+def test_resolve_ref_kinds_and_stable_identities(value, kind, identity):
+    ref = resolve_ref(value, LS)
+    assert (ref.kind, ref.identity) == (kind, identity)
+
+
+def test_signed_urls_of_the_same_object_share_an_identity():
+    a = "https://s3.example/b/k.jpg?X-Amz-Signature=aaa&X-Amz-Date=1&X-Amz-Expires=60"
+    b = "https://s3.example/b/k.jpg?X-Amz-Signature=bbb&X-Amz-Date=2&X-Amz-Expires=60"
+    assert resolve_ref(a).identity == resolve_ref(b).identity
+    assert strip_signature("https://h/p?sig=1&se=2&page=3") == "https://h/p?page=3"
+
+
+@pytest.mark.parametrize("value", ["", "   ", "s3://bucket/key.jpg", "ftp://x/y.jpg", "just-a-name.jpg"])
+def test_unusable_references_fail_with_a_reason(value):
+    with pytest.raises(ImageError) as err:
+        resolve_ref(value, LS)
+    assert err.value.reason
+
+
+def png_bytes(img: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", **kw)
+    return buf.getvalue()
+
+
+def test_exif_orientation_is_applied():
+    img = Image.new("RGB", (60, 20), (255, 0, 0))
+    img.paste((0, 0, 255), (0, 0, 10, 20))  # blue strip on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW to display
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif, quality=100)
+    out = decode_image(buf.getvalue(), max_pixels=10_000)
+    assert out.size == (20, 60)
+    top = np.asarray(out)[2, 10]
+    assert top[2] > 200 and top[0] < 60  # the left strip is now on top
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    huge = Image.new("1", (20_000, 20_000))
+    data = png_bytes(huge, optimize=True)
+    assert len(data) < 2_000_000
+    started = time.monotonic()
+    with pytest.raises(ImageError, match="above the limit"):
+        decode_image(data, max_pixels=40_000_000)
+    assert time.monotonic() - started < 2  # header only: no 400 MP decode happened
+
+
+@pytest.mark.parametrize("data", [b"", b"not an image at all", png_bytes(Image.new("RGB", (40, 40)))[:60]])
+def test_corrupt_and_truncated_images_fail_with_a_reason(data):
+    with pytest.raises(ImageError):
+        decode_image(data, max_pixels=10_000_000)
+
+
+def loader(tmp_path, **kw):
+    args = {
+        "max_pixels": 10_000_000,
+        "max_bytes": 5_000_000,
+        "timeout": 3.0,
+        "cache": DiskCache(tmp_path / "c", 10**8),
+    }
+    args.update(kw)
+    return ImageLoader(**args)
+
+
+def test_http_images_load_and_come_from_the_cache_afterwards(tmp_path, file_server):
+    img = Image.new("RGB", (30, 20), (1, 2, 3))
+    (file_server.root / "a.png").write_bytes(png_bytes(img))
+    ld = loader(tmp_path)
+    first = ld.load(f"{file_server.url}/a.png?X-Amz-Signature=one")
+    (file_server.root / "a.png").unlink()
+    second = ld.load(f"{file_server.url}/a.png?X-Amz-Signature=two")  # re-signed URL: same object
+    assert (second.width, second.height, second.digest) == (30, 20, first.digest)
+    assert ld.cache is not None and ld.cache.hits == 1
+
+
+def test_http_errors_are_image_errors_with_the_status(tmp_path, file_server):
+    with pytest.raises(ImageError, match="HTTP 404"):
+        loader(tmp_path).load(f"{file_server.url}/missing.jpg")
+
+
+def test_unreachable_host_fails_fast(tmp_path):
+    started = time.monotonic()
+    with pytest.raises(ImageError, match="could not fetch"):
+        loader(tmp_path).load(f"http://127.0.0.1:{free_port()}/x.jpg")
+    assert time.monotonic() - started < 5
+
+
+def test_byte_limit_applies_to_downloads_and_files(tmp_path, file_server):
+    big = png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)))
+    (file_server.root / "big.png").write_bytes(big)
+    (tmp_path / "big.png").write_bytes(big)
+    ld = loader(tmp_path, max_bytes=10_000)
+    with pytest.raises(ImageError, match="limit"):
+        ld.load(f"{file_server.url}/big.png")
+    with pytest.raises(ImageError, match="limit"):
+        ld.load(str(tmp_path / "big.png"))
+
+
+def test_label_studio_urls_need_label_studio_access(tmp_path):
+    with pytest.raises(ImageError, match="LABEL_STUDIO_URL"):
+        loader(tmp_path).load("/data/upload/1/x.jpg")
+
+
+def test_data_uris_and_local_files(tmp_path):
+    raw = png_bytes(Image.new("RGB", (7, 5)))
+    uri = "data:image/png;base64," + base64.b64encode(raw).decode()
+    assert loader(tmp_path).load(uri).image.size == (7, 5)
+    (tmp_path / "x.png").write_bytes(raw)
+    assert loader(tmp_path).load(str(tmp_path / "x.png")).image.size == (7, 5)
+    with pytest.raises(ImageError, match="no such file"):
+        loader(tmp_path).load(str(tmp_path / "nope.png"))
+
+
+def test_load_many_keeps_order_and_isolates_failures(tmp_path, file_server):
+    for i in range(3):
+        (file_server.root / f"{i}.png").write_bytes(png_bytes(Image.new("RGB", (10 + i, 10))))
+    values = [f"{file_server.url}/0.png", f"{file_server.url}/404.png", f"{file_server.url}/2.png"]
+    out = loader(tmp_path).load_many(values)
+    assert out[0].width == 10 and isinstance(out[1], ImageError) and out[2].width == 12
+
+
+def test_disk_cache_stays_within_its_byte_bound(tmp_path):
+    cache = DiskCache(tmp_path / "c", max_bytes=10_000)
+    for i in range(30):
+        cache.put(f"k{i}", bytes(1000))
+        time.sleep(0.002)
+    assert cache.size() <= 10_000
+    assert cache.get("k29") is not None
+    assert cache.get("k0") is None
