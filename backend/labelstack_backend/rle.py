@@ -18,6 +18,8 @@ decoder handles it since the browser's encoder may produce it.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import numpy.typing as npt
 
@@ -25,6 +27,10 @@ WORD_SIZE = 8
 RLE_SIZES = (3, 4, 8, 16)
 _HEADER_BITS = 32 + 5 + 4 * 4
 _MAX_CHUNK = 1 << 16
+_MAX_PIXELS_PER_CODE = _MAX_CHUNK // 4  # one code covers at most 65536 values = 16384 pixels
+# Runs are packed in blocks whose scratch arrays are kept per thread: on a 2-core VM,
+# page faults on fresh multi-MB temporaries cost more than the arithmetic itself.
+_BLOCK = 1 << 17
 
 
 def _header(num: int) -> tuple[int, int]:
@@ -35,37 +41,90 @@ def _header(num: int) -> tuple[int, int]:
     return value, _HEADER_BITS
 
 
-def _runs(flat: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
-    """Run lengths and values of a 1-D array."""
+def _code_tables() -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+    """Code (without the value) and width for a run of ``n`` pixels, ``n`` = 1..16384.
+
+    The second table forces the 16-bit length field, which the SDK uses for every
+    piece of a split run, however short the last piece is.
+    """
+    n = np.arange(_MAX_PIXELS_PER_CODE + 1, dtype=np.int64)
+    values = np.maximum(n * 4, 1)
+    idx = (values > 8).astype(np.int64) + (values > 16) + (values > 256)
+    len_bits = np.array(RLE_SIZES, dtype=np.int64)[idx]
+    length_field = (values - 1) << WORD_SIZE
+    code = ((idx | 4) << (len_bits + WORD_SIZE)) | length_field
+    forced = ((3 | 4) << (16 + WORD_SIZE)) | length_field
+    return code.astype(np.uint64), forced.astype(np.uint64), len_bits + 3 + WORD_SIZE
+
+
+_CODE, _CODE_FORCED16, _WIDTH = _code_tables()
+
+
+class _Scratch(threading.local):
+    """Per-thread scratch arrays for one block of runs, reused across calls."""
+
+    size = 0
+
+    def ensure(self, k: int) -> _Scratch:
+        if k > self.size:
+            self.size = k
+            self.ends = np.empty(k, np.int64)
+            self.starts = np.empty(k, np.int64)
+            self.word = np.empty(k, np.int64)
+            self.shift = np.empty(k, np.int64)
+            self.codes = np.empty(k, np.uint64)
+            self.widths = np.empty(k, np.int64)
+            self.window = np.empty(k, np.uint64)
+            self.high = np.empty(k, np.uint32)
+            self.lengths = np.empty(k, np.int64)
+        return self
+
+
+_scratch = _Scratch()
+
+
+def _run_ends(flat: npt.NDArray[np.uint8]) -> npt.NDArray[np.intp]:
+    """Index one past the end of every run of equal values."""
     change = np.flatnonzero(flat[1:] != flat[:-1])
-    ends = np.empty(change.size + 1, dtype=np.int64)
-    ends[:-1] = change
-    ends[:-1] += 1
-    ends[-1] = flat.size
-    lengths = np.empty_like(ends)
-    lengths[0] = ends[0]
-    np.subtract(ends[1:], ends[:-1], out=lengths[1:])
-    return lengths, flat[ends - 1]
+    change += 1
+    return np.append(change, flat.size)
 
 
 def _split_long(
-    lengths: npt.NDArray[np.int64], values: npt.NDArray[np.uint8], idx: npt.NDArray[np.uint64]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8], npt.NDArray[np.uint64]]:
-    """Split runs longer than 65536 as the SDK does: full 65536 chunks, then the rest."""
-    long = lengths > _MAX_CHUNK
-    full = np.where(long, (lengths - 1) // _MAX_CHUNK, 0)
-    pieces = full + 1
-    out_len = np.repeat(lengths, pieces)
-    out_val = np.repeat(values, pieces)
-    out_idx = np.repeat(idx, pieces)
+    lengths: npt.NDArray[np.int64], values: npt.NDArray[np.uint8]
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+    """Codes and widths when some run is longer than one code can hold.
+
+    Like the SDK: full 65536-value pieces, then the rest, all with the 16-bit length field.
+    """
+    pieces = (lengths - 1) // _MAX_PIXELS_PER_CODE + 1
+    split = pieces > 1
+    piece_len = np.repeat(lengths, pieces)
     last = np.cumsum(pieces) - 1
-    # Every piece but the last of a run is a full chunk.
-    out_len[:] = _MAX_CHUNK
-    out_len[last] = lengths - full * _MAX_CHUNK
-    return out_len, out_val, out_idx
+    piece_len[:] = _MAX_PIXELS_PER_CODE
+    piece_len[last] = lengths - (pieces - 1) * _MAX_PIXELS_PER_CODE
+    forced = np.repeat(split, pieces)
+    codes: npt.NDArray[np.uint64] = np.where(forced, _CODE_FORCED16[piece_len], _CODE[piece_len])
+    codes |= np.repeat(values, pieces)
+    widths: npt.NDArray[np.int64] = np.where(forced, 16 + 3 + WORD_SIZE, _WIDTH[piece_len])
+    return codes, widths
 
 
-_LEN_BITS = np.array(RLE_SIZES, dtype=np.uint64)
+def _block_codes(
+    flat: npt.NDArray[np.uint8], ends: npt.NDArray[np.intp], prev_end: int, s: _Scratch
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+    """Codes and widths of the runs ending at ``ends`` (the previous run ended at ``prev_end``)."""
+    k = ends.size
+    lengths = s.lengths[:k]
+    lengths[0] = ends[0] - prev_end
+    np.subtract(ends[1:], ends[:-1], out=lengths[1:])
+    if lengths.max() > _MAX_PIXELS_PER_CODE:
+        return _split_long(lengths.copy(), flat[ends - 1])
+    codes, widths = s.codes[:k], s.widths[:k]
+    np.take(_CODE, lengths, out=codes)
+    np.bitwise_or(codes, flat[ends - 1], out=codes)
+    np.take(_WIDTH, lengths, out=widths)
+    return codes, widths
 
 
 def encode(mask: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
@@ -80,59 +139,74 @@ def encode(mask: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
         mask = mask.astype(np.uint8)
     flat = np.ascontiguousarray(mask).ravel()
     header, header_bits = _header(flat.size * 4)
-    if flat.size == 0:
-        return _pack(header, header_bits, np.zeros(0, np.uint64), np.zeros(0, np.uint64))
-    lengths, values = _runs(flat)
-    lengths *= 4  # every pixel is four RGBA values
-    # Size class per run: <=8 -> 3 bits, <=16 -> 4, <=256 -> 8, else 16 (also for
-    # every piece of a split run, however short the last piece is).
-    idx = (lengths > 8).view(np.uint8) + (lengths > 16).view(np.uint8) + (lengths > 256).view(np.uint8)
-    idx64 = idx.astype(np.uint64)
-    if lengths[-1] > _MAX_CHUNK or lengths.max() > _MAX_CHUNK:
-        lengths, values, idx64 = _split_long(lengths, values, idx64)
-    len_bits = _LEN_BITS[idx64]
-    # code = 1 | idx (2 bits) | length - 1 | value (8 bits), as one integer.
-    codes = (idx64 | np.uint64(4)) << (len_bits + np.uint64(WORD_SIZE))
-    codes |= (lengths - 1).astype(np.uint64) << np.uint64(WORD_SIZE)
-    codes |= values
-    return _pack(header, header_bits, codes, len_bits + np.uint64(3 + WORD_SIZE))
+    packer = _Packer(header, header_bits)
+    if flat.size:
+        ends = _run_ends(flat)
+        s = _scratch.ensure(min(ends.size, _BLOCK))
+        prev = 0
+        for lo in range(0, ends.size, _BLOCK):
+            block = ends[lo : lo + _BLOCK]
+            codes, widths = _block_codes(flat, block, prev, s)
+            packer.add(codes, widths, s)
+            prev = int(block[-1])
+    return packer.finish()
 
 
-def _pack(
-    header: int, header_bits: int, codes: npt.NDArray[np.uint64], widths: npt.NDArray[np.uint64]
-) -> npt.NDArray[np.uint8]:
-    """Concatenate variable-width big-endian bit codes into bytes.
+class _Packer:
+    """Concatenates variable-width big-endian bit codes into 32-bit words.
 
-    Each code is shorter than 64 bits, so it lands in one 64-bit word or straddles
-    two. Codes are in order, so the codes that start in a word are contiguous and
-    can be OR-reduced with ``reduceat``; at most one code per word spills into the
-    next word.
+    A code (at most 27 bits) placed in a 64-bit window that starts at its own
+    32-bit word always fits: the window's high half belongs to that word, its low
+    half spills into the next. Codes starting in the same word are contiguous and
+    disjoint, so ``bitwise_or.reduceat`` merges them, and only the last code of a
+    word can spill.
     """
-    all_codes = np.empty(codes.size + 1, dtype=np.uint64)
-    all_codes[0] = header
-    all_codes[1:] = codes
-    all_widths = np.empty(codes.size + 1, dtype=np.uint64)
-    all_widths[0] = header_bits
-    all_widths[1:] = widths
-    ends = np.cumsum(all_widths)
-    total_bits = int(ends[-1])
-    starts = ends - all_widths
-    # The SDK always pads with 8 - (bits % 8) zero bits: a whole byte when already aligned.
-    n_bytes = (total_bits + (8 - total_bits % 8)) // 8
-    words = np.zeros((n_bytes + 7) // 8 + 1, dtype=np.uint64)
 
-    word = starts >> np.uint64(6)
-    # Where the code ends relative to the end of its first word; > 0 means it spills.
-    over = (starts & np.uint64(63)) + all_widths
-    fits = over <= 64
-    first = np.where(fits, all_codes << (np.uint64(64) - over), all_codes >> (over - np.uint64(64)))
-    group_starts = np.flatnonzero(np.diff(word, prepend=np.uint64(1 << 63)))
-    words[word[group_starts]] = np.bitwise_or.reduceat(first, group_starts)
-    spill = np.flatnonzero(~fits)
-    if spill.size:
-        rest = over[spill] - np.uint64(64)
-        words[word[spill] + np.uint64(1)] |= all_codes[spill] << (np.uint64(64) - rest)
-    return words.astype(">u8").view(np.uint8)[:n_bytes].copy()
+    def __init__(self, header: int, header_bits: int) -> None:
+        self.parts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.uint32]]] = []
+        self.bits = header_bits
+        # The 53-bit header starts the stream: two words, one of them partly filled.
+        window = header << (64 - header_bits)
+        self.parts.append((np.array([0, 1]), np.array([window >> 32, window & 0xFFFFFFFF], np.uint32)))
+
+    def add(self, codes: npt.NDArray[np.uint64], widths: npt.NDArray[np.int64], s: _Scratch) -> None:
+        k = codes.size
+        if k > s.size:  # split runs can outgrow the scratch block
+            for lo in range(0, k, s.size):
+                self.add(codes[lo : lo + s.size], widths[lo : lo + s.size], s)
+            return
+        ends, starts, word, shift = s.ends[:k], s.starts[:k], s.word[:k], s.shift[:k]
+        window, high = s.window[:k], s.high[:k]
+        np.cumsum(widths, out=ends)
+        ends += self.bits
+        np.subtract(ends, widths, out=starts)
+        np.right_shift(starts, 5, out=word)
+        np.bitwise_and(starts, 31, out=shift)
+        np.subtract(64, shift, out=shift)
+        shift -= widths
+        np.left_shift(codes, shift.view(np.uint64), out=window)
+        np.right_shift(window, np.uint64(32), out=high, casting="unsafe")
+        group_starts = np.flatnonzero(word[1:] != word[:-1])
+        group_starts += 1
+        group_starts = np.concatenate(([0], group_starts))
+        merged = np.bitwise_or.reduceat(high, group_starts)
+        last = np.empty_like(group_starts)
+        last[:-1] = group_starts[1:] - 1
+        last[-1] = k - 1
+        spill = window[last].astype(np.uint32)  # the low halves
+        self.parts.append((word[group_starts].copy(), merged))
+        self.parts.append((word[last] + 1, spill))
+        self.bits = int(ends[-1])
+
+    def finish(self) -> npt.NDArray[np.uint8]:
+        total_bits = self.bits
+        # The SDK always pads with 8 - (bits % 8) zero bits: a whole byte when already aligned.
+        n_bytes = (total_bits + (8 - total_bits % 8)) // 8
+        words = np.zeros((n_bytes + 3) // 4 + 2, dtype=np.uint32)
+        for index, values in self.parts:
+            # Within one part the indices are unique; parts may touch the same word, so OR them in turn.
+            words[index] |= values
+        return words.astype(">u4").view(np.uint8)[:n_bytes].copy()
 
 
 def encode_list(mask: npt.NDArray[np.generic]) -> list[int]:

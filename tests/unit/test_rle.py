@@ -73,3 +73,19 @@ def test_rejects_non_2d_and_out_of_range():
         rle.encode(np.zeros((2, 2, 2), np.uint8))
     with pytest.raises(ValueError):
         rle.encode(np.full((2, 2), 300, np.int64))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 50), st.integers(1, 60_000), st.data())
+def test_small_blocks_and_split_runs_give_the_same_bytes(rows, cols, data):
+    """Force tiny packing blocks so multi-block packing and split-run overflow are exercised."""
+    mask = np.zeros((rows, cols), np.uint8)
+    cuts = sorted(data.draw(st.lists(st.integers(0, rows * cols), max_size=12)))
+    for i, c in enumerate(cuts):
+        mask.reshape(-1)[c:] = 255 if i % 2 == 0 else 0
+    original = rle._BLOCK
+    rle._BLOCK = 3
+    try:
+        assert rle.encode(mask).tolist() == mask2rle(mask)
+    finally:
+        rle._BLOCK = original

@@ -273,7 +273,10 @@ class SegmentationPredictor:
         return self.models.version_for(project)
 
     def versions(self, project: str | None) -> list[str]:
-        trained = [v.name for v in self.registry.versions(project)] if project else []
+        # Label Studio 1.23 asks GET /versions without saying which project (its GET drops the
+        # body), so without a project every project's versions are listed; names carry "-p<id>-".
+        projects = [project] if project else self.registry.projects()
+        trained = [v.name for p in projects for v in self.registry.versions(p)]
         return [self.models.base_version(), *trained]
 
     def predict(self, call: PredictCall) -> list[dict[str, Any]]:
