@@ -58,7 +58,7 @@ class Settings(BaseModel):
     seg_weights: str = Field("", validation_alias="LABELSTACK_SEG_WEIGHTS")
     seg_model_config: str = Field("yolov8n-seg.yaml", validation_alias="LABELSTACK_SEG_MODEL_CONFIG")
     seg_default_weights: str = Field("yolov8n-seg.pt", validation_alias="LABELSTACK_SEG_DEFAULT_WEIGHTS")
-    batch_size: PositiveInt = Field(16, validation_alias="LABELSTACK_BATCH_SIZE")
+    batch_size: int = Field(0, ge=0, validation_alias="LABELSTACK_BATCH_SIZE")  # 0: 32 on GPU, 4 on CPU
     imgsz: PositiveInt = Field(640, validation_alias="LABELSTACK_IMGSZ")
     polygon_tolerance: float = Field(1.0, ge=0.0, validation_alias="LABELSTACK_POLYGON_TOLERANCE")
 
@@ -103,6 +103,12 @@ class Settings(BaseModel):
     @property
     def model_dir_resolved(self) -> Path:
         return self.model_dir.expanduser().resolve()
+
+    def batch_for(self, device: str) -> int:
+        """Images per forward pass. Big batches pay on a GPU; on a CPU they only add latency."""
+        if self.batch_size:
+            return self.batch_size
+        return 4 if device == "cpu" else 32
 
     @property
     def image_cache_path(self) -> Path:
