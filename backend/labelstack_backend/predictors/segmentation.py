@@ -310,7 +310,7 @@ class SegmentationPredictor:
         thresholds = [c.score_threshold for c in controls if c.score_threshold is not None]
         conf = min([self.settings.score_threshold, *thresholds])
         detections = model.detect(
-            [img.image for _, img in images], conf=conf, batch_size=self.settings.batch_size
+            [img.image for _, img in images], conf=conf, batch_size=self.settings.batch_for(model.device)
         )
         by_task: dict[int, dict[str, Any]] = {}
         for (i, img), dets in zip(images, detections, strict=True):
