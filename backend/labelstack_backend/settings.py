@@ -14,7 +14,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class PredictorKind(StrEnum):
@@ -61,6 +69,12 @@ class Settings(BaseModel):
     batch_size: int = Field(0, ge=0, validation_alias="LABELSTACK_BATCH_SIZE")  # 0: 32 on GPU, 4 on CPU
     imgsz: PositiveInt = Field(640, validation_alias="LABELSTACK_IMGSZ")
     polygon_tolerance: float = Field(1.0, ge=0.0, validation_alias="LABELSTACK_POLYGON_TOLERANCE")
+    # Sliding-window inference for large images (off unless LABELSTACK_TILING=1).
+    tiling: bool = Field(False, validation_alias="LABELSTACK_TILING")
+    tile_size: PositiveInt = Field(1024, validation_alias="LABELSTACK_TILE_SIZE")
+    tile_overlap: int = Field(150, ge=0, validation_alias="LABELSTACK_TILE_OVERLAP")
+    tile_min_size: int = Field(2048, ge=0, validation_alias="LABELSTACK_TILE_MIN_SIZE")
+    tile_full_pass: bool = Field(True, validation_alias="LABELSTACK_TILE_FULL_PASS")
 
     # Interactive Segment Anything.
     sam_model_type: str = Field(
@@ -89,6 +103,12 @@ class Settings(BaseModel):
 
     # Scale-out.
     redis_url: str = Field("", validation_alias="REDIS_URL")
+
+    @model_validator(mode="after")
+    def _check_tiles(self) -> Settings:
+        if self.tiling and self.tile_overlap >= self.tile_size:
+            raise ValueError("LABELSTACK_TILE_OVERLAP must be smaller than LABELSTACK_TILE_SIZE")
+        return self
 
     @field_validator("label_studio_url")
     @classmethod

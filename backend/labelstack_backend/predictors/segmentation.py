@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from PIL import Image
 
-from labelstack_backend import runtime
+from labelstack_backend import runtime, tiling
 from labelstack_backend.errors import ImageError, ModelLoadError
 from labelstack_backend.geometry import Letterbox, unletterbox_mask
 from labelstack_backend.images import ImageLoader, LoadedImage
@@ -262,6 +262,13 @@ class SegmentationPredictor:
         self.models = SegmentationModels(settings, registry)
         self.registry = registry
         self.loader = loader
+        self.tiling = (
+            tiling.TilingOptions(
+                settings.tile_size, settings.tile_overlap, settings.tile_min_size, settings.tile_full_pass
+            )
+            if settings.tiling
+            else None
+        )
 
     def load(self) -> None:
         self.models.load_base()
@@ -278,6 +285,35 @@ class SegmentationPredictor:
         projects = [project] if project else self.registry.projects()
         trained = [v.name for p in projects for v in self.registry.versions(p)]
         return [self.models.base_version(), *trained]
+
+    def _detect(
+        self, model: SegmentationModel, images: Sequence[LoadedImage], conf: float
+    ) -> list[list[Detection]]:
+        """Detections per image. Large images go through in tiles; every tile and image of
+        the request shares the same batches."""
+        opts = self.tiling
+        inputs: list[Image.Image] = []
+        sources: list[tuple[int, tiling.Window]] = []
+        for j, img in enumerate(images):
+            whole = (0, 0, img.width, img.height)
+            if opts is not None and opts.applies(img.width, img.height):
+                for win in tiling.tile_windows(img.width, img.height, opts.tile, opts.overlap):
+                    inputs.append(img.image.crop(win))
+                    sources.append((j, win))
+                if not opts.full_pass:
+                    continue
+            inputs.append(img.image)
+            sources.append((j, whole))
+        found = model.detect(inputs, conf=conf, batch_size=self.settings.batch_for(model.device))
+        seen: list[list[tiling.Seen]] = [[] for _ in images]
+        for (j, win), dets in zip(sources, found, strict=True):
+            seen[j].extend(tiling.to_image(d, win, images[j].width, images[j].height) for d in dets)
+        return [
+            tiling.merge(s)
+            if opts is not None and opts.applies(img.width, img.height)
+            else [x.detection for x in s]
+            for s, img in zip(seen, images, strict=True)
+        ]
 
     def predict(self, call: PredictCall) -> list[dict[str, Any]]:
         controls = require_controls(call.config, self.control_types, "segmentation")
@@ -309,11 +345,9 @@ class SegmentationPredictor:
                 images.append((i, item))
         thresholds = [c.score_threshold for c in controls if c.score_threshold is not None]
         conf = min([self.settings.score_threshold, *thresholds])
-        detections = model.detect(
-            [img.image for _, img in images], conf=conf, batch_size=self.settings.batch_for(model.device)
-        )
+        found = self._detect(model, [img for _, img in images], conf)
         by_task: dict[int, dict[str, Any]] = {}
-        for (i, img), dets in zip(images, detections, strict=True):
+        for (i, img), dets in zip(images, found, strict=True):
             regions = detections_to_regions(
                 dets,
                 label_map,
