@@ -186,6 +186,25 @@ def decode_image(data: bytes, max_pixels: int, what: str = "image") -> Image.Ima
         raise ImageError(f"{what} is corrupt or truncated: {exc}") from None
 
 
+_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif", "GIF": ".gif"}
+
+
+def upright_bytes(data: bytes, max_pixels: int, what: str = "image") -> tuple[bytes, str]:
+    """The image as a dataset should store it: the original bytes when no EXIF rotation
+    is needed (no re-encoding, so exports are byte-stable), else the rotated pixels as PNG."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            orientation = img.getexif().get(0x0112, 1)
+            ext = _EXTENSIONS.get(img.format or "", "")
+    except Exception:
+        raise ImageError(f"{what} is not an image Pillow can read") from None
+    if orientation in (1, None) and ext:
+        return data, ext
+    buf = io.BytesIO()
+    decode_image(data, max_pixels, what).save(buf, format="PNG")
+    return buf.getvalue(), ".png"
+
+
 class ImageLoader:
     """Fetches and decodes images; thread-safe."""
 
@@ -227,6 +246,11 @@ class ImageLoader:
             return [one(v) for v in values]
         with ThreadPoolExecutor(max_workers=min(workers, len(values)), thread_name_prefix="image") as pool:
             return list(pool.map(one, values))
+
+    def dataset_bytes(self, value: str, ls: LabelStudioClient | None = None) -> tuple[bytes, str]:
+        """A task's image for a dataset folder: upright bytes and their extension."""
+        ref = resolve_ref(value, ls.url if ls else None)
+        return upright_bytes(self.fetch(ref, ls), self.max_pixels, _short(value))
 
     def fetch(self, ref: ImageRef, ls: LabelStudioClient | None = None) -> bytes:
         if ref.kind is SourceKind.LOCAL:

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 
-import numpy as np
 import pytest
 import requests
 
 from labelstack_backend.predictors.segmentation import coco_names
 from tests.support.backend import run_backend
-from tests.support.synthetic import SHAPES_CONFIG, scene, write_scenes
+from tests.support.projects import shapes_project
+from tests.support.synthetic import SHAPES_CONFIG
 
 pytestmark = pytest.mark.integration
 
@@ -53,27 +52,14 @@ def backend_metric(url: str, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def shapes_project(label_studio):
-    """A project with 4 tasks from a local-files storage, images of different sizes."""
-    rng = np.random.default_rng(7)
-    scenes = [scene(rng, width=w, height=h) for w, h in SIZES]
-    folder = label_studio.files_root / f"shapes-{uuid.uuid4().hex[:8]}"
-    write_scenes(folder, scenes)
-    sdk = label_studio.client.sdk
-    project = sdk.projects.create(title=f"shapes {folder.name}", label_config=CONFIG)
-    storage = sdk.import_storage.local.create(
-        project=project.id, path=str(folder), regex_filter=r".*\.jpg", use_blob_urls=True, title="shapes"
-    )
-    sdk.import_storage.local.sync(id=storage.id)
-    tasks = sorted(label_studio.client.json("GET", f"/api/tasks/?project={project.id}&page_size=100")["tasks"],
-                   key=lambda t: t["data"]["image"])  # fmt: skip
-    assert len(tasks) == len(scenes)
-    assert "/data/local-files/?d=" in tasks[0]["data"]["image"]
-    return project, tasks, scenes
+def shapes(label_studio):
+    made = shapes_project(label_studio, SIZES, CONFIG)
+    assert "/data/local-files/?d=" in made.tasks[0]["data"]["image"]
+    return made.project, made.tasks, made.scenes
 
 
-def test_predict_annotate_train_and_predict_again(label_studio, shapes_project, tmp_path):
-    project, tasks, scenes = shapes_project
+def test_predict_annotate_train_and_predict_again(label_studio, shapes, tmp_path):
+    project, tasks, scenes = shapes
     env = {
         "LABELSTACK_DEMO_MODEL": "1",
         "LABEL_STUDIO_URL": label_studio.url,
@@ -141,8 +127,8 @@ def test_predict_annotate_train_and_predict_again(label_studio, shapes_project, 
         assert "Traceback" not in backend.log()
 
 
-def test_personal_access_token_downloads_label_studio_files(label_studio, shapes_project, tmp_path):
-    project, tasks, _ = shapes_project
+def test_personal_access_token_downloads_label_studio_files(label_studio, shapes, tmp_path):
+    project, tasks, _ = shapes
     sdk = label_studio.client.sdk
     try:
         pat = sdk.tokens.create().token

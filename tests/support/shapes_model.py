@@ -46,7 +46,9 @@ def trained_shapes(tmp_path_factory: pytest.TempPathFactory) -> TrainedShapes:
         for i, sc in enumerate(train)
     ]
     images = labeled_images(tasks, parse_label_config(SHAPES_CONFIG), SHAPE_LABELS)
-    summary = write_dataset(images, SHAPE_LABELS, work / "ds", lambda v: train[int(v.split("//")[1])].image)
+    summary = write_dataset(
+        images, SHAPE_LABELS, work / "ds", lambda v: (train[int(v.split("//")[1])].jpeg(), ".jpg")
+    )
     assert summary.images == len(train)
     progress: list[EpochProgress] = []
     result = fit(

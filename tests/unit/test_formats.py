@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import yaml
 from PIL import Image
@@ -92,15 +94,18 @@ def test_write_dataset_skips_bad_images_and_writes_data_yaml(tmp_path):
     images = labeled_images([bad, good], CONFIG, ["circle", "square"])
     assert [i.task_id for i in images] == [1, 2]
 
-    def load(value: str) -> Image.Image:
+    def fetch(value: str) -> tuple[bytes, str]:
         if value.endswith("2.jpg"):
             raise ImageError("HTTP 404")
-        return Image.new("RGB", (200, 100))
+        buf = io.BytesIO()
+        Image.new("RGB", (200, 100)).save(buf, format="PNG")
+        return buf.getvalue(), ".png"
 
-    summary = write_dataset(images, ["circle", "square"], tmp_path / "ds", load)
+    summary = write_dataset(images, ["circle", "square"], tmp_path / "ds", fetch)
     assert summary.images == 1 and summary.objects == 1
+    assert summary.per_class == {"circle": 1, "square": 0}
     assert summary.skipped == ["task 2: HTTP 404"]
     data = yaml.safe_load(summary.data_yaml.read_text())
     assert data["names"] == {0: "circle", 1: "square"}
     assert (tmp_path / "ds" / "labels" / "train" / "task-1.txt").read_text().startswith("0 ")
-    assert (tmp_path / "ds" / "images" / "val" / "task-1.jpg").exists()
+    assert (tmp_path / "ds" / "images" / "val" / "task-1.png").exists()

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from PIL import Image
 
 from labelstack_backend.errors import ImageError
 from labelstack_backend.formats.annotations import LabeledImage
@@ -42,52 +41,67 @@ class DatasetSummary:
     images: int
     objects: int
     skipped: list[str]
+    per_class: dict[str, int]
+
+
+# A task's image as stored in a dataset: its bytes and file extension.
+Fetch = Callable[[str], tuple[bytes, str]]
 
 
 def write_dataset(
     images: Sequence[LabeledImage],
     class_names: Sequence[str],
     out: Path,
-    load: Callable[[str], Image.Image],
+    fetch: Fetch,
     *,
     val_fraction: float = 0.2,
 ) -> DatasetSummary:
     """Write images and labels in the YOLO layout plus ``data.yaml``.
 
-    ``load`` fetches a task's image (EXIF-corrected RGB). An image that fails is
-    skipped with its reason; the rest still go in. With fewer than 10 images
-    every image is also used for validation (ultralytics needs a val set).
+    ``fetch`` returns a task's image bytes, upright (see ``images.upright_bytes``).
+    An image that fails is skipped with its reason; the rest still go in. With
+    fewer than 10 images, or when no task hashes to validation, every image is
+    also used for validation (ultralytics needs a val set).
     """
     class_index = {name: i for i, name in enumerate(class_names)}
-    small = len(images) < 10
+    per_class = dict.fromkeys(class_names, 0)
+    fetched: list[tuple[LabeledImage, bytes, str, list[str]]] = []
     skipped: list[str] = []
-    written = objects = 0
     for item in images:
         try:
-            img = load(item.image)
+            data, ext = fetch(item.image)
         except ImageError as exc:
             skipped.append(f"task {item.task_id}: {exc.reason}")
-            log.warning("training data: skipping task %s: %s", item.task_id, exc.reason)
+            log.warning("dataset: skipping task %s: %s", item.task_id, exc.reason)
             continue
-        lines = label_lines(item, class_index)
-        splits = ("train", "val") if small else (split_of(item.task_id, val_fraction),)
+        fetched.append((item, data, ext, label_lines(item, class_index)))
+        for obj in item.objects:
+            if obj.label in per_class:
+                per_class[obj.label] += len(obj.polygons)
+    splits_of = {item.task_id: split_of(item.task_id, val_fraction) for item, *_ in fetched}
+    share_val = len(fetched) < 10 or "val" not in splits_of.values()
+    for item, data, ext, lines in fetched:
+        splits = ("train", "val") if share_val else (splits_of[item.task_id],)
         for split in splits:
             (out / "images" / split).mkdir(parents=True, exist_ok=True)
             (out / "labels" / split).mkdir(parents=True, exist_ok=True)
-            img.save(out / "images" / split / f"task-{item.task_id}.jpg", quality=95)
-            (out / "labels" / split / f"task-{item.task_id}.txt").write_text("\n".join(lines) + "\n")
-        written += 1
-        objects += len(lines)
-    if not small and not (out / "images" / "val").exists():
-        # Every task hashed to train: reuse them for validation rather than fail.
-        (out / "images" / "val").symlink_to(out / "images" / "train")
-        (out / "labels" / "val").symlink_to(out / "labels" / "train")
-    data = {
-        "path": str(out.resolve()),
-        "train": "images/train",
-        "val": "images/val",
-        "names": dict(enumerate(class_names)),
-    }
+            (out / "images" / split / f"task-{item.task_id}{ext}").write_bytes(data)
+            (out / "labels" / split / f"task-{item.task_id}.txt").write_text(
+                "".join(f"{line}\n" for line in lines)
+            )
     data_yaml = out / "data.yaml"
-    data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
-    return DatasetSummary(data_yaml=data_yaml, images=written, objects=objects, skipped=skipped)
+    out.mkdir(parents=True, exist_ok=True)
+    data_yaml.write_text(
+        yaml.safe_dump(
+            # No "path": ultralytics then resolves train/val next to this file, so the folder can move.
+            {"train": "images/train", "val": "images/val", "names": dict(enumerate(class_names))},
+            sort_keys=False,
+        )
+    )
+    return DatasetSummary(
+        data_yaml=data_yaml,
+        images=len(fetched),
+        objects=sum(len(lines) for *_, lines in fetched),
+        skipped=skipped,
+        per_class=per_class,
+    )

@@ -117,7 +117,7 @@ def train_once(settings: Settings, project: str, store: JobStore) -> JobState:
         store.update(project, lambda s: replace(s, epoch=p.epoch, epochs=p.epochs, loss=p.loss))
 
     with registry.scratch(project) as work:
-        summary = write_dataset(images, class_names, work / "dataset", lambda v: loader.load(v, ls).image)
+        summary = write_dataset(images, class_names, work / "dataset", lambda v: loader.dataset_bytes(v, ls))
         if summary.images == 0:
             raise TrainingError("no training image could be loaded: " + "; ".join(summary.skipped[:3]))
         result = fit(
