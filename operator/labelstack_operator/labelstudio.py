@@ -62,9 +62,12 @@ class RetryPolicy:
 
 def _reason(body: Any) -> str:
     if isinstance(body, dict):
-        for key in ("detail", "error", "message", "validation_errors"):
-            if key in body:
-                return str(body[key])
+        detail = next((str(body[k]) for k in ("detail", "error", "message") if k in body), "")
+        errors = body.get("validation_errors")
+        if errors:  # Label Studio's 400s say "Validation error" in detail and the why here
+            return f"{detail}: {errors}" if detail else str(errors)
+        if detail:
+            return detail
     text = str(body)
     return text if len(text) <= 500 else text[:500] + "..."
 

