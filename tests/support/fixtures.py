@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import http.server
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,14 +42,13 @@ class LabelStudio:
         return self.process.password
 
 
-@pytest.fixture(scope="session")
-def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
-    """One real Label Studio 1.23 for the session (the first start migrates for ~40 s)."""
+@contextmanager
+def running_label_studio(base: Path, extra_env: Mapping[str, str] | None = None) -> Iterator[LabelStudio]:
+    """A real Label Studio 1.23 in ``base``, stopped on exit (the first start migrates for ~40 s)."""
     if not label_studio_bin().exists():
         pytest.fail(
             f"Label Studio is not installed at {label_studio_bin()}; run scripts/bootstrap.sh label-studio"
         )
-    base = tmp_path_factory.mktemp("label-studio")
     files_root = base / "files"
     files_root.mkdir()
     proc = LabelStudioProcess(
@@ -58,6 +58,7 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
         password="labelstack-test-pw",
         token=new_token(),
         local_files_root=files_root,
+        extra_env=dict(extra_env or {}),
     )
     proc.start()
     try:
@@ -66,6 +67,13 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
         yield LabelStudio(process=proc, client=client, files_root=files_root)
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
+    """One real Label Studio 1.23 for the session."""
+    with running_label_studio(tmp_path_factory.mktemp("label-studio")) as ls:
+        yield ls
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

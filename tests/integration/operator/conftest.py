@@ -10,7 +10,7 @@ import pytest
 # Read when labelstack_operator.handlers is imported (kopf registers the timer with its interval).
 os.environ.setdefault("LABELSTACK_RESYNC_SECONDS", "1")
 
-from tests.support.kube import KubeServer  # noqa: E402
+from tests.support.kube import KubeServer
 
 
 @pytest.fixture(scope="module")

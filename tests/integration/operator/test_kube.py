@@ -41,7 +41,9 @@ def test_apply_creates_then_updates_with_our_field_manager(kube, kube_server):
 def test_list_filters_by_label_and_get_of_a_missing_object_is_none(kube):
     kube.apply(deployment("a", "kube-list"))
     kube.apply(deployment("b", "kube-list"))
-    names = [o["metadata"]["name"] for o in kube.list(DEPLOYMENT, "kube-list", "app.kubernetes.io/instance=b")]
+    names = [
+        o["metadata"]["name"] for o in kube.list(DEPLOYMENT, "kube-list", "app.kubernetes.io/instance=b")
+    ]
     assert names == ["b"]
     assert kube.get(SECRET, "kube-list", "nothing-here") is None
 
