@@ -10,6 +10,8 @@ behaviours of a real API server that it leaves out, so :class:`Emulator` adds:
 * the status subresource: ``PATCH .../status`` changes only ``status``, a patch
   of the main resource never does;
 * ``labelSelector`` on lists (equality terms, which is all the operator sends);
+* watches that start at the client's ``resourceVersion`` instead of replaying
+  every object as ADDED (kopf would act on a stale body and retry for a minute);
 * the garbage collector: deleting an owner deletes the objects whose
   ``ownerReferences`` name its uid;
 * fault injection that fails a request *before* it changes anything, as a
@@ -25,9 +27,10 @@ import asyncio
 import copy
 import datetime
 import itertools
+import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -102,8 +105,13 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         super().__attrs_post_init__()
         self.faults: list[Fault] = []
         self._versions = itertools.count(1)
+        self.version = 0  # the latest resourceVersion handed out
         for key, info in RESOURCES.items():
             self.resources[key] = info
+
+    def _next_version(self) -> int:
+        self.version = next(self._versions)
+        return self.version
 
     def fail(
         self,
@@ -142,7 +150,7 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         meta.setdefault(
             "creationTimestamp", datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         )
-        meta["resourceVersion"] = str(next(self._versions))
+        meta["resourceVersion"] = str(self._next_version())
         meta["generation"] = 1
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
@@ -169,6 +177,10 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                 return await self._apply_create(request, key)
             if exists:
                 self._prepare_patch(request, self._objects[key].raw)
+        elif request.action == enums.action.UPDATE and isinstance(request.data, list):
+            # A JSON patch (kopf's finalizers) is a change too: a new resourceVersion.
+            version = str(self._next_version())
+            request.data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
         response = await super()._handle(request)
         if request.method.value in WRITE_METHODS:
             await self._collect_garbage()  # a delete, or a patch that released the last finalizer
@@ -183,7 +195,7 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         else:
             patch.pop("status", None)
         meta = patch.setdefault("metadata", {})
-        meta["resourceVersion"] = str(next(self._versions))
+        meta["resourceVersion"] = str(self._next_version())
         if "spec" in patch:
             merged = copy.deepcopy(current.get("spec") or {})
             _merge(merged, patch["spec"])
@@ -205,10 +217,38 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
 
     async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
         payload = await super()._serve_list(request)
+        # Lists carry the collection's resourceVersion, so that a watch can start from there.
+        payload["metadata"] = {"resourceVersion": str(self.version)}
         selector = request.params.get("labelSelector")
         if selector:
             payload["items"] = [o for o in payload["items"] if _matches_selector(o, selector)]
         return payload
+
+    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+        """kmock replays every object as ADDED when a watch starts, even one newer than the list the
+        client just did, so kopf would act on a stale body. A real API server starts the watch at
+        the client's ``resourceVersion``: older objects are not sent again."""
+        since = request.params.get("resourceVersion")
+        if not since or not since.isdigit():
+            async for event in super()._serve_watch(request):
+                yield event
+            return
+        yield b""
+        async with self._lock:
+            objs = [
+                obj.raw
+                for obj in self._KubernetesEmulator__get_objs(request, strict=False)  # kmock's own lookup
+                if not obj.deleted
+                and int((obj.raw.get("metadata") or {}).get("resourceVersion") or 0) > int(since)
+            ]
+        for raw in objs:
+            yield {"type": "MODIFIED", "object": raw}
+        async for event in self._buses[request.resource]:
+            meta = event.get("object", {}).get("metadata", {})
+            if self._KubernetesEmulator__check(
+                request, request.resource, meta.get("namespace"), meta.get("name"), strict=False
+            ):
+                yield event
 
     async def _collect_garbage(self) -> None:
         """Delete every object whose owners are all gone (background propagation, repeated)."""
@@ -257,6 +297,8 @@ class KubeServer:
         self.http.headers["User-Agent"] = TEST_AGENT
 
     def start(self) -> KubeServer:
+        # One access-log line per request drowns the test output (and slows it down).
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
         self._thread.start()
 
         async def up() -> str:
