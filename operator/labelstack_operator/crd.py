@@ -12,6 +12,7 @@ server stores the same defaults that :func:`spec.parse_spec` would apply.
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -163,6 +164,57 @@ def build_crd() -> dict[str, Any]:
             ],
         },
     }
+
+
+# Kubernetes' own types: documented by name, not field by field.
+_OPAQUE = {
+    "resources": "ResourceRequirements",
+    "tolerations": "[]Toleration",
+    "env": "[]EnvVar (name, value or valueFrom)",
+    "imagePullSecrets": "[]LocalObjectReference",
+    "nodeSelector": "map[string]string",
+    "annotations": "map[string]string",
+}
+
+
+def _type(node: Schema) -> str:
+    if node.get("x-kubernetes-int-or-string"):
+        return "quantity"
+    if "enum" in node:
+        return " \\| ".join(str(v) for v in node["enum"])
+    if node.get("type") == "array":
+        return f"[]{_type(node.get('items', {}))}"
+    return str(node.get("type", ""))
+
+
+def _default(node: Schema) -> str:
+    if "default" not in node or node.get("type") in ("object", "array"):
+        return ""
+    return f"`{json.dumps(node['default'])}`"
+
+
+def spec_reference() -> str:
+    """The spec as a Markdown table, for docs/operator.md (a test keeps the two equal)."""
+    rows = ["| Field | Type | Default | Description |", "| --- | --- | --- | --- |"]
+
+    def walk(node: Schema, prefix: str) -> None:
+        required = set(node.get("required", []))
+        for name, prop in node.get("properties", {}).items():
+            path = f"{prefix}{name}"
+            kind = _OPAQUE.get(name) or _type(prop)
+            text = " ".join(str(prop.get("description", "")).split()).replace("|", "\\|")
+            if name in required:
+                text = f"**Required.** {text}".strip()
+            rows.append(f"| `{path}` | {kind} | {_default(prop)} | {text} |")
+            if name in _OPAQUE:
+                continue
+            if prop.get("type") == "object":
+                walk(prop, f"{path}.")
+            elif prop.get("type") == "array" and prop.get("items", {}).get("type") == "object":
+                walk(prop["items"], f"{path}[].")
+
+    walk(model_schema(LabelingStackSpec), "spec.")
+    return "\n".join(rows) + "\n"
 
 
 class _NoAliases(yaml.SafeDumper):

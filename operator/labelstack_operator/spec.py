@@ -143,6 +143,7 @@ class VolumeClaim(_Model):
     """A PersistentVolumeClaim the operator creates."""
 
     size: Quantity = "10Gi"
+    """Requested capacity."""
     storage_class_name: str | None = None
     """Storage class; the cluster's default class when empty."""
 
@@ -160,8 +161,11 @@ class LabelStudio(_Model):
     """The Label Studio UI and API server."""
 
     image: str = DEFAULT_LABEL_STUDIO_IMAGE
+    """Label Studio image (1.23 is the version LabelStack is tested with)."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    """The Kubernetes default when empty."""
     resources: ResourceRequirements = _resources({"cpu": "250m", "memory": "1Gi"}, {"memory": "3Gi"})
+    """Requests and limits of the Label Studio container."""
     storage: VolumeClaim = Field(default_factory=VolumeClaim)
     """The PVC mounted at /label-studio/data (SQLite database, uploads, exports)."""
     admin_secret: AdminSecret = Field(default_factory=AdminSecret)
@@ -173,16 +177,22 @@ class RedisPersistence(_Model):
     enabled: bool = False
     """Keep Redis data on a PVC (append-only file); off: an emptyDir."""
     size: Quantity = "1Gi"
+    """Requested capacity of the Redis PVC."""
     storage_class_name: str | None = None
+    """Storage class; the default class of the cluster when empty."""
 
 
 class Redis(_Model):
     """Redis shared by the backends (training coordination, caches)."""
 
     enabled: bool = True
+    """Run a Redis for the backends (REDIS_URL)."""
     image: str = DEFAULT_REDIS_IMAGE
+    """Redis image."""
     resources: ResourceRequirements = _resources({"cpu": "50m", "memory": "64Mi"}, {"memory": "512Mi"})
+    """Requests and limits of the Redis container."""
     persistence: RedisPersistence = Field(default_factory=RedisPersistence)
+    """Where Redis keeps its data."""
 
 
 class BackendType(StrEnum):
@@ -217,8 +227,11 @@ class ModelStorage(_Model):
     """The PVC behind MODEL_DIR, where fine-tuned models survive restarts (segmentation only)."""
 
     enabled: bool = True
+    """Keep fine-tuned models on a PVC; off: an emptyDir (lost on restart)."""
     size: Quantity = "5Gi"
+    """Requested capacity."""
     storage_class_name: str | None = None
+    """Storage class; the default class of the cluster when empty."""
     access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
     """ReadWriteMany lets several replicas share fine-tuned models."""
 
@@ -227,21 +240,31 @@ class Backend(_Model):
     """One ML backend (the same image serves both predictors)."""
 
     name: str = Field(pattern=DNS_LABEL, max_length=MAX_BACKEND_NAME)
+    """Names the Deployment and Service <stack>-<name>, and the backend in Label Studio."""
     type: BackendType
+    """segmentation: YOLOv8-seg pre-labelling and fine-tuning; sam: interactive Segment Anything."""
     weights: Weights
+    """Where the model weights come from."""
     image: str = DEFAULT_BACKEND_IMAGE
+    """Backend image (one image serves both predictors)."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    """The Kubernetes default when empty."""
     replicas: int = Field(default=1, ge=0, le=64)
+    """Pods behind the backend Service."""
     sam_model_type: Literal["vit_h", "vit_l", "vit_b", "mobile_sam"] = "vit_b"
     """SAM variant matching the checkpoint (type sam only)."""
     gpu: int = Field(default=0, ge=0, le=16)
     """nvidia.com/gpu per pod; 0 runs on CPU."""
     resources: ResourceRequirements = _resources({"cpu": "500m", "memory": "2Gi"}, {"memory": "6Gi"})
+    """Requests and limits of the backend container (the GPU is added from gpu)."""
     shm_size: Quantity = "1Gi"
     """Size limit of the in-memory /dev/shm (PyTorch data loaders need more than the default 64Mi)."""
     node_selector: dict[str, str] = Field(default_factory=dict)
+    """Node labels the pods must match (a GPU node pool, say)."""
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+    """Tolerations; gpu > 0 adds one for the nvidia.com/gpu taint."""
     env: list[EnvVar] = Field(default_factory=list, max_length=64)
+    """Extra environment (LABELSTACK_TRAIN_EVERY, WORKERS...); replaces ours by name."""
     score_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     """Minimum confidence of a predicted region (LABELSTACK_SCORE_THRESHOLD)."""
     model_storage: ModelStorage = Field(default_factory=ModelStorage)
@@ -260,27 +283,37 @@ class Ingress(_Model):
     """The one ingress, to Label Studio (backends stay inside the cluster)."""
 
     enabled: bool = False
+    """Expose Label Studio through an Ingress."""
     host: str | None = Field(default=None, pattern=r"^(\*\.)?" + DNS_SUBDOMAIN[1:], max_length=253)
+    """Public host name; also sets LABEL_STUDIO_HOST."""
     class_name: str | None = None
+    """IngressClass; the cluster default when empty."""
     tls_secret_name: str | None = None
+    """TLS Secret for the host; https in LABEL_STUDIO_HOST when set."""
     annotations: dict[str, str] = Field(default_factory=dict)
+    """Extra annotations (cert-manager, the body-size limit of another controller...)."""
     max_body_size: str = Field(default="200m", pattern=r"^[0-9]+[kKmMgG]?$")
     """Largest upload (ingress-nginx proxy-body-size syntax); images can be large."""
 
 
 class SecretKey(_Model):
     name: str = Field(min_length=1)
+    """Secret name, in the namespace of the stack."""
     key: str = "credentials.json"
+    """Key holding the service-account JSON."""
 
 
 class GcsStorage(_Model):
     """A Google Cloud Storage bucket connected to a project."""
 
     bucket: str = Field(pattern=r"^[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9]$")
+    """Bucket name."""
     prefix: str = ""
+    """Object-name prefix (a folder); empty: the whole bucket."""
     credentials_secret: SecretKey | None = None
     """Service-account JSON; empty: the pod's workload identity / application default credentials."""
     project_id: str | None = None
+    """Google Cloud project; from the credentials when empty."""
     regex_filter: str | None = None
     """Import only matching object names (source only), e.g. .*\\.(jpe?g|png)$"""
     use_blob_urls: bool = True
@@ -300,43 +333,56 @@ class Project(_Model):
     """A Label Studio project to create and connect to backends."""
 
     title: str = Field(min_length=3, max_length=50)
+    """Project title in Label Studio; the project is found by it."""
     label_config: str = Field(min_length=1)
+    """Label Studio labelling config (XML)."""
     description: str = ""
+    """Project description in Label Studio."""
     backends: list[str] = Field(default_factory=list, max_length=16)
     """Names of backends to connect; a SAM backend is connected as interactive."""
     retrieve_predictions_on_load: bool = True
     """Ask the backends for predictions when a task is opened."""
     gcs: ProjectStorage = Field(default_factory=ProjectStorage)
+    """Cloud storage connected to the project."""
 
 
 class RetentionPolicy(_Model):
     """What happens to data-bearing children (PVCs, the generated admin Secret) when the stack goes."""
 
     when_deleted: Literal["Retain", "Delete"] = "Retain"
+    """Retain: PVCs and the generated admin Secret outlive the stack; Delete: they go with it."""
 
 
 class LocalObjectReference(_Model):
     name: str = Field(min_length=1)
+    """Secret name."""
 
 
 class LabelingStackSpec(_Model):
     """A Label Studio with ML backends, wired together and exposed through one ingress."""
 
     label_studio: LabelStudio = Field(default_factory=LabelStudio)
+    """Label Studio itself."""
     redis: Redis = Field(default_factory=Redis)
+    """Redis for the backends."""
     backends: list[Backend] = Field(
         default_factory=list,
         max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    """ML backends; names are unique."""
     ingress: Ingress = Field(default_factory=Ingress)
+    """How users reach Label Studio."""
     projects: list[Project] = Field(
         default_factory=list,
         max_length=50,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["title"]},
     )
+    """Projects to create and wire; titles are unique."""
     persistent_volume_claim_retention_policy: RetentionPolicy = Field(default_factory=RetentionPolicy)
+    """What happens to data when the stack is deleted."""
     image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list, max_length=8)
+    """Pull secrets for every pod of the stack."""
 
     @model_validator(mode="after")
     def _references(self) -> Self:
