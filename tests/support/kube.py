@@ -104,6 +104,7 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.faults: list[Fault] = []
+        self.log: list[rendering.Request] = []  # every request, in order (kmock's own list is pruned)
         self._versions = itertools.count(1)
         self.version = 0  # the latest resourceVersion handed out
         for key, info in RESOURCES.items():
@@ -154,6 +155,18 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         meta["generation"] = 1
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        self.log.append(request)
+        try:
+            return await self._handle_logged(request)
+        finally:
+            # kmock matches every request against all the requests it has kept, which grows
+            # quadratically over a benchmark's tens of thousands: keep only those in flight.
+            for i in range(len(self._requests) - 1, -1, -1):
+                if self._requests[i] is request:
+                    del self._requests[i]
+                    break
+
+    async def _handle_logged(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         fault = self._fault_for(request)
         if fault is not None:
             raise kmock.KubernetesError(
@@ -389,7 +402,7 @@ class KubeServer:
 
     # What the operator did.
     def requests(self) -> list[rendering.Request]:
-        return self.call(lambda: list(self.emulator))
+        return self.call(lambda: list(self.emulator.log))
 
     def operator_requests(self, since: int = 0) -> list[rendering.Request]:
         return [r for r in self.requests()[since:] if r.headers.get("User-Agent") != TEST_AGENT]
