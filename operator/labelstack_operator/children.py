@@ -9,7 +9,9 @@ So a resync of an unchanged stack reads, compares and writes nothing.
 
 Children that are no longer rendered (a backend removed from the spec) are
 deleted when this stack owns them; data the retention policy keeps (PVCs
-without an owner reference) is never deleted here.
+without an owner reference) is never deleted here. A child the API server
+refuses for good (invalid, forbidden) does not hold back the others: they are
+applied, then the refusals are raised together.
 """
 
 from __future__ import annotations
@@ -24,7 +26,17 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from labelstack_operator import constants as c
-from labelstack_operator.kube import DEPLOYMENT, INGRESS, NETWORK_POLICY, PVC, SERVICE, Kind, Kube, kind_of
+from labelstack_operator.kube import (
+    DEPLOYMENT,
+    INGRESS,
+    NETWORK_POLICY,
+    PVC,
+    SERVICE,
+    Kind,
+    Kube,
+    KubeError,
+    kind_of,
+)
 from labelstack_operator.render import Manifest, Stack
 
 # The kinds build_children renders, listed once per reconcile to see what exists.
@@ -126,6 +138,16 @@ class SyncResult:
         return len(self.created) + len(self.updated) + len(self.restored) + len(self.pruned)
 
 
+class RefusedChildren(KubeError):
+    """The API server refused some children for good; ``result`` holds what was done anyway."""
+
+    def __init__(self, result: SyncResult, refused: Sequence[tuple[Key, KubeError]]) -> None:
+        first = refused[0][1]
+        message = "; ".join(f"{kind} {name}: {err.reason}: {err.message}" for (kind, name), err in refused)
+        super().__init__("apply", first.status, first.reason, message)
+        self.result = result
+
+
 def list_children(kube: Kube, stack: Stack, kinds: Iterable[Kind] = CHILD_KINDS) -> dict[Key, Manifest]:
     live: dict[Key, Manifest] = {}
     for kind in kinds:
@@ -144,12 +166,20 @@ def sync_children(kube: Kube, stack: Stack, desired: Sequence[Manifest], *, seen
     """
     result = SyncResult(live=list_children(kube, stack))
     wanted = [with_hash(obj) for obj in desired]
+    refused: list[tuple[Key, KubeError]] = []
     for obj in wanted:
         key = key_of(obj)
         why = drift(obj, result.live.get(key))
         if why is None:
             continue
-        result.live[key] = kube.apply(obj)
+        try:
+            result.live[key] = kube.apply(obj)
+        except KubeError as err:
+            if not err.permanent:
+                raise  # the whole pass is retried
+            # One refused object (a PVC that cannot grow, say) must not hold back the others.
+            refused.append((key, err))
+            continue
         if why == "changed":
             result.updated.append(key)
         elif why == "edited" or seen_before:
@@ -162,6 +192,8 @@ def sync_children(kube: Kube, stack: Stack, desired: Sequence[Manifest], *, seen
             kube.delete(kind_of(obj), stack.namespace, key[1])
             del result.live[key]
             result.pruned.append(key)
+    if refused:
+        raise RefusedChildren(result, refused)
     return result
 
 

@@ -21,6 +21,7 @@ from labelstack_operator.login import login
 log = logging.getLogger(__name__)
 
 RESYNC_SECONDS = resync_seconds_from_env()
+FINALIZER = f"{c.GROUP}/finalizer"
 
 
 def _context(memo: Any) -> reconciler.Context:
@@ -33,6 +34,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # Progress and diff-base in our own annotations: status belongs to the schema we publish.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=c.GROUP)
+    # kopf puts a finalizer on stacks (to stop their timers before they go); name it after us.
+    settings.persistence.finalizer = FINALIZER
     # We post our own Events with specific reasons (events.py), not kopf's handler chatter.
     settings.posting.enabled = False
     settings.execution.max_workers = config.workers

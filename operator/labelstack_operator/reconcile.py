@@ -239,6 +239,10 @@ def _reconcile(ctx: Context, ref: StackRef, body: Mapping[str, Any]) -> None:
     except SecretError as err:
         _blocked(ctx, ref, body, Check("False", "AdminSecretInvalid", str(err)), events.APPLY_FAILED)
         return
+    except children.RefusedChildren as err:
+        _post_sync_events(ctx.kube, ref, err.result)
+        _blocked(ctx, ref, body, Check("False", "ApplyFailed", str(err)), events.APPLY_FAILED)
+        return  # the rest is applied; the refused objects wait for a spec change or the next resync
     except KubeError as err:
         _blocked(ctx, ref, body, Check("False", "ApplyFailed", str(err)), events.APPLY_FAILED)
         if err.permanent:

@@ -41,6 +41,7 @@ def stack(request: pytest.FixtureRequest, kube_server: KubeServer, operator: Non
     namespace = request.node.name.replace("_", "-")[:50].strip("-").lower()
     driver = StackDriver(kube_server, namespace)
     yield driver
+    kube_server.emulator.faults.clear()
     # Stacks left behind would keep the operator's timers busy for the tests after this one.
     if driver.get() is not None:
         driver.delete()
@@ -215,6 +216,22 @@ def test_errors_beyond_the_retries_become_a_condition_and_the_operator_recovers(
     wait_for("every child", lambda: stack.children() >= expected_children(stack, stacks.SMALL))
     stack.wait_condition("Wired", "False", "WaitingForLabelStudio")
     assert "ApplyFailed" in stack.event_reasons()
+
+
+def test_an_object_the_api_server_refuses_holds_back_nothing_else(stack, wiring, kube_server):
+    # As a PVC whose storage class cannot grow would be: 422 Invalid, on every attempt.
+    kube_server.emulator.fail("PATCH", "persistentvolumeclaims", 422, reason="Invalid", times=1000)
+    stack.create(stacks.spec(stacks.SMALL))
+    failed = stack.wait_condition("Ready", "False", "ApplyFailed")
+    assert "PersistentVolumeClaim garments-label-studio-data: Invalid" in failed["message"]
+    assert "PersistentVolumeClaim garments-seg-models: Invalid" in failed["message"]
+    want = expected_children(stack, stacks.SMALL)
+    wait_for(
+        "every other child", lambda: stack.children() >= {k for k in want if k[0] != "PersistentVolumeClaim"}
+    )
+    assert not any(kind == "PersistentVolumeClaim" for kind, _ in stack.children())
+    assert stack.event_reasons().count("ApplyFailed") == 1
+    assert "Created" in stack.event_reasons()
 
 
 def test_wiring_failures_are_reported_and_retried(stack, wiring):
