@@ -18,13 +18,16 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 import requests
 from label_studio_sdk.client import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
+
+from labelstack_operator.retry import RetryPolicy
+
+__all__ = ["LabelStudioClient", "LabelStudioError", "RetryPolicy", "is_jwt"]
 
 log = logging.getLogger(__name__)
 
@@ -47,27 +50,14 @@ class LabelStudioError(Exception):
         return self.status == 0 or self.status in RETRY_STATUSES
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 4
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-
-    def delays(self) -> Iterator[float]:
-        delay = self.base_delay
-        for _ in range(self.attempts - 1):
-            yield delay
-            delay = min(delay * 2, self.max_delay)
-
-
 def _reason(body: Any) -> str:
     if isinstance(body, dict):
-        detail = next((str(body[k]) for k in ("detail", "error", "message") if k in body), "")
-        errors = body.get("validation_errors")
-        if errors:  # Label Studio's 400s say "Validation error" in detail and the why here
-            return f"{detail}: {errors}" if detail else str(errors)
-        if detail:
-            return detail
+        parts = [str(body[key]) for key in ("detail", "error", "message") if body.get(key)]
+        # "Validation error" alone says nothing: name the fields too.
+        if body.get("validation_errors"):
+            parts.append(str(body["validation_errors"]))
+        if parts:
+            return ": ".join(parts)
     text = str(body)
     return text if len(text) <= 500 else text[:500] + "..."
 

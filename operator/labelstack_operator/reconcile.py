@@ -1,0 +1,293 @@
+"""One reconcile pass over one LabelingStack; the kopf handlers only call :func:`reconcile`.
+
+1. Validate the spec (the edge: a bad spec becomes ``Ready=False/InvalidSpec``).
+2. Read, or generate once, the admin Secret.
+3. Apply the rendered children that drifted; prune the ones no longer rendered.
+4. Observe readiness from the Deployments.
+5. Wire Label Studio when it answers (projects, backends, storages).
+6. Write ``status`` and post Events, only when something changed.
+
+Errors: a retryable API failure (after the wrapper's own retries) raises
+``kopf.TemporaryError`` so that kopf tries again later; anything that retrying
+cannot fix (an invalid spec, a forbidden or invalid request, a broken Secret)
+becomes a condition and an Event, and the pass ends normally: no crash loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from labelstack_operator import admin as admin_secret
+from labelstack_operator import children, events, wiring
+from labelstack_operator.config import OperatorConfig
+from labelstack_operator.events import StackRef
+from labelstack_operator.kube import STACK, Kube, KubeError
+from labelstack_operator.labelstudio import LabelStudioClient, LabelStudioError, RetryPolicy
+from labelstack_operator.plans import SecretError, project_plans, referenced_backends
+from labelstack_operator.render import Stack, build_children
+from labelstack_operator.spec import SpecError, check_stack_name, parse_spec
+from labelstack_operator.status import (
+    WIRED,
+    Check,
+    LabelingStackStatus,
+    Observed,
+    ProjectRef,
+    build_status,
+    parse_status,
+    status_patch,
+)
+from labelstack_operator.wiring import WiringResult, plan_hash
+
+log = logging.getLogger(__name__)
+
+# A user bumps this annotation to have the stack wired again (after restoring Label Studio's data, say).
+REWIRE_ANNOTATION = "labelstack.dev/rewire"
+RETRY_DELAY_S = 15
+
+
+@dataclass
+class Context:
+    kube: Kube
+    config: OperatorConfig
+
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock_for(uid: str) -> threading.Lock:
+    # The change handlers and the drift timer may fire together for one stack.
+    with _locks_guard:
+        return _locks.setdefault(uid, threading.Lock())
+
+
+def forget(uid: str) -> None:
+    with _locks_guard:
+        _locks.pop(uid, None)
+
+
+def deployment_readiness(obj: Mapping[str, Any] | None) -> tuple[int, int]:
+    """(ready, wanted) pods of a Deployment, counting none ready while a rollout is unobserved."""
+    if obj is None:
+        return 0, 1
+    wanted = int((obj.get("spec") or {}).get("replicas", 1))
+    status = obj.get("status") or {}
+    generation = (obj.get("metadata") or {}).get("generation")
+    observed = status.get("observedGeneration")
+    if generation is not None and observed is not None and observed < generation:
+        return 0, wanted
+    return min(int(status.get("readyReplicas") or 0), wanted), wanted
+
+
+def observe_label_studio(stack: Stack, live: Mapping[children.Key, Any]) -> Check:
+    ready, wanted = deployment_readiness(live.get(("Deployment", stack.label_studio_name)))
+    if ready >= wanted:
+        return Check("True", "Available", f"{ready}/{wanted} pods ready")
+    return Check("False", "Starting", f"{ready}/{wanted} pods ready (the first start migrates the database)")
+
+
+def observe_backends(stack: Stack, live: Mapping[children.Key, Any]) -> tuple[Check, set[str], str]:
+    """(condition, names of ready backends, "ready/total")."""
+    backends = stack.spec.backends
+    if not backends:
+        return Check("True", "NoBackends", "no backends declared"), set(), "0/0"
+    ready: set[str] = set()
+    waiting: list[str] = []
+    for backend in backends:
+        have, wanted = deployment_readiness(live.get(("Deployment", stack.backend_name(backend))))
+        if wanted > 0 and have >= wanted:
+            ready.add(backend.name)
+        else:
+            waiting.append(f"{backend.name} {have}/{wanted}" if wanted else f"{backend.name} scaled to zero")
+    summary = f"{len(ready)}/{len(backends)}"
+    if waiting:
+        return (
+            Check("False", "NotReady", f"waiting for {', '.join(waiting)} (loading models can take minutes)"),
+            ready,
+            summary,
+        )
+    return Check("True", "AllReady", f"{summary} backends ready"), ready, summary
+
+
+@dataclass(frozen=True)
+class WiringOutcome:
+    check: Check
+    wiring_hash: str | None
+    projects: list[ProjectRef] | None = None
+    result: WiringResult | None = None
+
+
+def label_studio_client(ctx: Context, stack: Stack, token: str) -> LabelStudioClient:
+    url = ctx.config.label_studio_url.format(
+        service=stack.label_studio_name, namespace=stack.namespace, name=stack.name
+    )
+    # Few, short retries: the next resync tries again anyway.
+    return LabelStudioClient(url, token, timeout=ctx.config.wiring_timeout, retry=RetryPolicy(attempts=2))
+
+
+def wire_stack(
+    ctx: Context,
+    stack: Stack,
+    *,
+    token: str,
+    previous: LabelingStackStatus,
+    label_studio_ready: bool,
+    ready_backends: set[str],
+    rewire: str,
+) -> WiringOutcome:
+    if not stack.spec.projects:
+        return WiringOutcome(Check("True", "NothingToWire", "no projects declared"), None, [])
+    if not label_studio_ready:
+        return WiringOutcome(
+            Check("False", "WaitingForLabelStudio", "Label Studio is not ready yet"), previous.wiring_hash
+        )
+    waiting = sorted(referenced_backends(stack) - ready_backends)
+    try:
+        plans = project_plans(
+            stack,
+            lambda name, key: admin_secret.read_secret(ctx.kube, stack.namespace, name, key),
+            skip_backends=waiting,
+        )
+    except SecretError as err:
+        return WiringOutcome(Check("False", "SecretMissing", str(err)), None)
+    digest = plan_hash(plans) + (f"-{rewire}" if rewire else "")
+    done = Check(
+        "False" if waiting else "True",
+        "WaitingForBackends" if waiting else "Wired",
+        f"waiting for backends: {', '.join(waiting)}" if waiting else f"{len(plans)} project(s) wired",
+    )
+    if digest == previous.wiring_hash:
+        return WiringOutcome(done, digest)  # this exact plan was carried out already
+    client = label_studio_client(ctx, stack, token)
+    try:
+        with client.closing():
+            result = wiring.wire(client, plans)
+    except LabelStudioError as err:
+        return WiringOutcome(Check("False", "WiringFailed", str(err)), None)
+    projects = [ProjectRef(title=p.title, id=p.id) for p in result.projects]
+    return WiringOutcome(done, digest, projects, result)
+
+
+def _post_sync_events(kube: Kube, ref: StackRef, sync: children.SyncResult) -> None:
+    for keys, reason, verb in (
+        (sync.created, events.CREATED, "created"),
+        (sync.updated, events.UPDATED, "updated"),
+        (sync.restored, events.RESTORED, "restored (deleted or edited by hand)"),
+        (sync.pruned, events.PRUNED, "deleted (no longer in the spec)"),
+    ):
+        if keys:
+            events.post(kube, ref, events.NORMAL, reason, f"{verb}: {children.describe(keys)}")
+
+
+def _write_status(
+    kube: Kube, ref: StackRef, stored: Mapping[str, Any] | None, new: LabelingStackStatus
+) -> bool:
+    """Patch ``.status`` when it changed; True when something was written."""
+    patch = status_patch(stored, new)
+    if patch is None:
+        return False
+    try:
+        kube.patch_status(STACK, ref.namespace, ref.name, patch)
+    except KubeError as err:
+        if err.not_found:
+            return False  # the stack is being deleted
+        raise
+    return True
+
+
+def _blocked(ctx: Context, ref: StackRef, body: Mapping[str, Any], check: Check, event_reason: str) -> None:
+    stored = body.get("status")
+    generation = (body.get("metadata") or {}).get("generation")
+    new = build_status(parse_status(stored), Observed(generation=generation, blocker=check))
+    if _write_status(ctx.kube, ref, stored, new):
+        # Said once when the condition changes, not on every resync.
+        events.post(ctx.kube, ref, events.WARNING, event_reason, check.message)
+        log.warning("%s/%s: %s: %s", ref.namespace, ref.name, check.reason, check.message)
+
+
+def reconcile(ctx: Context, body: Mapping[str, Any]) -> None:
+    meta = body.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return  # going away: the garbage collector takes the children; writing status would race kopf
+    ref = StackRef(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+    with _lock_for(ref.uid):
+        _reconcile(ctx, ref, body)
+
+
+def _reconcile(ctx: Context, ref: StackRef, body: Mapping[str, Any]) -> None:
+    meta = body.get("metadata") or {}
+    generation = meta.get("generation")
+    stored = body.get("status")
+    previous = parse_status(stored)
+    try:
+        check_stack_name(ref.name)
+        spec = parse_spec(body.get("spec"))
+    except SpecError as err:
+        _blocked(ctx, ref, body, Check("False", "InvalidSpec", str(err)), events.INVALID_SPEC)
+        return
+    stack = Stack(name=ref.name, namespace=ref.namespace, uid=ref.uid, spec=spec)
+    try:
+        admin = admin_secret.ensure_admin(ctx.kube, stack)
+        seen_before = generation is not None and previous.observed_generation == generation
+        sync = children.sync_children(ctx.kube, stack, build_children(stack), seen_before=seen_before)
+    except SecretError as err:
+        _blocked(ctx, ref, body, Check("False", "AdminSecretInvalid", str(err)), events.APPLY_FAILED)
+        return
+    except children.RefusedChildren as err:
+        _post_sync_events(ctx.kube, ref, err.result)
+        _blocked(ctx, ref, body, Check("False", "ApplyFailed", str(err)), events.APPLY_FAILED)
+        return  # the rest is applied; the refused objects wait for a spec change or the next resync
+    except KubeError as err:
+        _blocked(ctx, ref, body, Check("False", "ApplyFailed", str(err)), events.APPLY_FAILED)
+        if err.permanent:
+            return  # an invalid or forbidden request stays so: wait for a spec change or the next resync
+        raise kopf.TemporaryError(str(err), delay=RETRY_DELAY_S) from err
+    if admin.generated:
+        events.post(
+            ctx.kube,
+            ref,
+            events.NORMAL,
+            events.SECRET_GENERATED,
+            f"generated Secret {stack.admin_secret_name}",
+        )
+    _post_sync_events(ctx.kube, ref, sync)
+
+    ls_check = observe_label_studio(stack, sync.live)
+    backends_check, ready_backends, summary = observe_backends(stack, sync.live)
+    wiring = wire_stack(
+        ctx,
+        stack,
+        token=admin.token,
+        previous=previous,
+        label_studio_ready=ls_check.ok,
+        ready_backends=ready_backends,
+        rewire=str((meta.get("annotations") or {}).get(REWIRE_ANNOTATION, "")),
+    )
+    observed = Observed(
+        generation=generation,
+        url=stack.label_studio_public_url,
+        label_studio=ls_check,
+        backends=backends_check,
+        wired=wiring.check,
+        backends_ready=summary,
+        projects=wiring.projects,
+        wiring_hash=wiring.wiring_hash,
+    )
+    new = build_status(previous, observed)
+    changed = _write_status(ctx.kube, ref, stored, new)
+    if wiring.result is not None and wiring.result.changed:
+        events.post(ctx.kube, ref, events.NORMAL, events.WIRED, wiring.result.summary())
+    elif changed and wiring.check.reason == "WiringFailed":
+        events.post(ctx.kube, ref, events.WARNING, events.WIRING_FAILED, wiring.check.message)
+    if sync.writes or changed:
+        wired = next(c for c in new.conditions if c.type == WIRED)
+        log.info(
+            "%s/%s reconciled: %d child writes, Ready=%s, Wired=%s (%s)",
+            ref.namespace, ref.name, sync.writes, new.conditions[0].status, wired.status, wired.reason,
+        )  # fmt: skip

@@ -1,0 +1,150 @@
+"""One Deployment and Service per ML backend, plus the PVC that keeps fine-tuned models."""
+
+from __future__ import annotations
+
+from labelstack_operator import constants as c
+from labelstack_operator.render import parts
+from labelstack_operator.render.context import BACKEND, Manifest, Stack
+from labelstack_operator.render.labelstudio import SECRET_TOKEN
+from labelstack_operator.spec import Backend, BackendType
+
+# The labelstack/backend image's non-root user (Dockerfile.backend creates it with these ids).
+UID = GID = 10001
+
+COMMAND = [
+    "gunicorn",
+    "-c",
+    "python:labelstack_backend.gunicorn_conf",
+    "labelstack_backend.wsgi:create_app_from_env()",
+]
+MODEL_DIR = "/models"
+WEIGHTS_DIR = "/weights"
+GPU_RESOURCE = "nvidia.com/gpu"
+# The taint GPU node pools carry (GKE, and the NVIDIA operator's default).
+GPU_TOLERATION: Manifest = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+
+
+def get_weights_path(backend: Backend) -> str | None:
+    weights = backend.weights
+    if weights.demo or weights.path is None:
+        return None
+    if weights.claim_name:
+        return f"{WEIGHTS_DIR}/{weights.path}"
+    return weights.path
+
+
+def get_backend_env(stack: Stack, backend: Backend) -> list[Manifest]:
+    env = [
+        parts.env_value("LABELSTACK_PREDICTOR", backend.type.value),
+        parts.env_value("PORT", str(c.BACKEND_PORT)),
+        parts.env_value("LABEL_STUDIO_URL", stack.label_studio_internal_url),
+        parts.env_secret("LABEL_STUDIO_API_KEY", stack.admin_secret_name, SECRET_TOKEN),
+        parts.env_value("MODEL_DIR", MODEL_DIR),
+        parts.env_value("LABELSTACK_DEVICE", "cuda" if backend.gpu else "cpu"),
+        # Writable places under the read-only root filesystem; no downloads at run time.
+        parts.env_value("YOLO_CONFIG_DIR", f"{parts.TMP}/ultralytics"),
+        parts.env_value("YOLO_OFFLINE", "1"),
+        parts.env_value("MPLCONFIGDIR", f"{parts.TMP}/matplotlib"),
+    ]
+    weights = get_weights_path(backend)
+    if backend.weights.demo:
+        env.append(parts.env_value("LABELSTACK_DEMO_MODEL", "1"))
+    if backend.type is BackendType.SAM:
+        env.append(parts.env_value("LABELSTACK_SAM_MODEL_TYPE", backend.sam_model_type))
+        if weights:
+            env.append(parts.env_value("LABELSTACK_SAM_CHECKPOINT", weights))
+    elif weights:
+        env.append(parts.env_value("LABELSTACK_SEG_WEIGHTS", weights))
+    if backend.score_threshold is not None:
+        env.append(parts.env_value("LABELSTACK_SCORE_THRESHOLD", str(backend.score_threshold)))
+    if stack.spec.redis.enabled:
+        env.append(parts.env_value("REDIS_URL", stack.redis_url))
+    return parts.merge_env(env, backend.env)
+
+
+def get_backend_volumes(stack: Stack, backend: Backend) -> tuple[list[Manifest], list[Manifest]]:
+    """(volumes, mounts): scratch space, an in-memory /dev/shm, the model dir, the weights."""
+    volumes = [
+        parts.empty_dir("tmp"),
+        parts.empty_dir("shm", medium="Memory", size=backend.shm_size),
+        parts.claim_volume("models", stack.backend_claim(backend))
+        if backend.persists_models
+        else parts.empty_dir("models"),
+    ]
+    mounts = [parts.mount("tmp", parts.TMP), parts.mount("shm", parts.SHM), parts.mount("models", MODEL_DIR)]
+    if backend.weights.claim_name:
+        volumes.append(parts.claim_volume("weights", backend.weights.claim_name, read_only=True))
+        mounts.append(parts.mount("weights", WEIGHTS_DIR, read_only=True))
+    return volumes, mounts
+
+
+def get_tolerations(backend: Backend) -> list[Manifest]:
+    tolerations = [t.model_dump(by_alias=True, exclude_none=True) for t in backend.tolerations]
+    if backend.gpu and not any(t.get("key") == GPU_RESOURCE for t in tolerations):
+        tolerations.append(dict(GPU_TOLERATION))
+    return tolerations
+
+
+def build_backend_deployment(stack: Stack, backend: Backend) -> Manifest:
+    volumes, mounts = get_backend_volumes(stack, backend)
+    container: Manifest = {
+        "name": "backend",
+        "image": backend.image,
+        "command": COMMAND,
+        "ports": [{"name": "http", "containerPort": c.BACKEND_PORT, "protocol": "TCP"}],
+        "env": get_backend_env(stack, backend),
+        "resources": parts.resources(
+            backend.resources, {GPU_RESOURCE: str(backend.gpu)} if backend.gpu else None
+        ),
+        "securityContext": parts.container_security(read_only_root=True),
+        "volumeMounts": mounts,
+        # /health is 503 until the model is loaded: loading big weights may take minutes.
+        "startupProbe": parts.http_probe("/health", period=10, timeout=3, failures=60),
+        "readinessProbe": parts.http_probe("/health", period=10, timeout=3, failures=3),
+        # A model that failed to load stays 503: restart and try again.
+        "livenessProbe": parts.http_probe("/health", period=30, timeout=5, failures=5),
+    }
+    if backend.image_pull_policy:
+        container["imagePullPolicy"] = backend.image_pull_policy
+    extra: Manifest = {"terminationGracePeriodSeconds": 60}
+    if backend.node_selector:
+        extra["nodeSelector"] = dict(backend.node_selector)
+    tolerations = get_tolerations(backend)
+    if tolerations:
+        extra["tolerations"] = tolerations
+    pod = parts.pod_spec(
+        stack,
+        containers=[container],
+        volumes=volumes,
+        security=parts.pod_security(UID, GID),
+        extra=extra,
+    )
+    shared_models = backend.persists_models and backend.model_storage.access_mode == "ReadWriteMany"
+    return parts.deployment(
+        stack,
+        stack.backend_name(backend),
+        BACKEND,
+        replicas=backend.replicas,
+        pod=pod,
+        recreate=backend.persists_models and not shared_models,
+        backend=backend,
+    )
+
+
+def build_backend_service(stack: Stack, backend: Backend) -> Manifest:
+    return parts.service(
+        stack, stack.backend_name(backend), BACKEND, port=c.BACKEND_PORT, port_name="http", backend=backend
+    )
+
+
+def build_backend_claim(stack: Stack, backend: Backend) -> Manifest:
+    storage = backend.model_storage
+    return parts.claim(
+        stack,
+        stack.backend_claim(backend),
+        BACKEND,
+        size=storage.size,
+        storage_class=storage.storage_class_name,
+        access_mode=storage.access_mode,
+        backend=backend,
+    )

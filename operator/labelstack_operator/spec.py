@@ -1,0 +1,431 @@
+"""The LabelingStack spec: one pydantic model, validated once at the edge.
+
+The CRD's OpenAPI schema is generated from these classes (see :mod:`crd`), so
+the API server refuses what it can (types, enums, ranges, patterns) and
+:func:`parse_spec` catches the rest (cross-field rules) before anything is
+rendered. Field names are camelCase on the wire, snake_case in Python.
+
+Plain passwords never appear here: Label Studio's admin lives in a Secret that
+the spec only references, and the operator generates it when it is absent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+DEFAULT_BACKEND_IMAGE = "labelstack/backend:0.1.0"
+DEFAULT_LABEL_STUDIO_IMAGE = "heartexlabs/label-studio:1.23.2"
+DEFAULT_REDIS_IMAGE = "redis:7-alpine"
+DEFAULT_ADMIN_USERNAME = "admin@labelstack.local"
+
+# Children are named "<stack>-<part>"; Services must be DNS-1035 labels of at most 63 characters.
+DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+MAX_STACK_NAME = 30
+MAX_BACKEND_NAME = 20
+# A backend's objects are "<stack>-<backend>", like Label Studio's and Redis's.
+RESERVED_BACKEND_NAMES = frozenset({"label-studio", "redis"})
+
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+# The grammar of resource.Quantity: a decimal number and a binary, decimal or exponent suffix.
+_QUANTITY = re.compile(
+    r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][-+]?[0-9]+)?$"
+)
+
+
+def _quantity(value: object) -> str:
+    # Kubernetes accepts integers or strings for quantities ("2", 2, "500m", "1Gi").
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (like 500m, 2 or 4Gi)")
+    text = str(value)
+    if not _QUANTITY.match(text):
+        raise ValueError(f"{text!r} is not a Kubernetes quantity (like 500m, 2 or 4Gi)")
+    return text
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity),
+    WithJsonSchema({"x-kubernetes-int-or-string": True}),
+]
+
+
+class SpecError(ValueError):
+    """The spec cannot be rendered; ``str()`` is a message fit for a status condition."""
+
+
+class _Model(BaseModel):
+    # frozen: a parsed spec is a value; extra=forbid: a typo is an error, not a silent default.
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+
+class ResourceRequirements(_Model):
+    """CPU, memory and extended resources, as in a container's resources."""
+
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+
+
+def _resources(requests: dict[str, str], limits: dict[str, str]) -> Any:
+    return Field(default_factory=lambda: ResourceRequirements(requests=requests, limits=limits))
+
+
+class Toleration(_Model):
+    """A pod toleration (for tainted GPU nodes, for example)."""
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class KeySelector(_Model):
+    name: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+    optional: bool | None = None
+
+
+class FieldSelector(_Model):
+    field_path: str = Field(min_length=1)
+    api_version: str | None = None
+
+
+class EnvVarSource(_Model):
+    """Where an environment variable's value comes from (exactly one)."""
+
+    secret_key_ref: KeySelector | None = None
+    config_map_key_ref: KeySelector | None = None
+    field_ref: FieldSelector | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if sum(x is not None for x in (self.secret_key_ref, self.config_map_key_ref, self.field_ref)) != 1:
+            raise ValueError("valueFrom needs exactly one of secretKeyRef, configMapKeyRef, fieldRef")
+        return self
+
+
+class EnvVar(_Model):
+    """An extra environment variable: a literal value or a valueFrom reference."""
+
+    name: str = Field(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    value: str | None = None
+    value_from: EnvVarSource | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if self.value is not None and self.value_from is not None:
+            raise ValueError(f"env {self.name}: set value or valueFrom, not both")
+        return self
+
+
+class VolumeClaim(_Model):
+    """A PersistentVolumeClaim the operator creates."""
+
+    size: Quantity = "10Gi"
+    """Requested capacity."""
+    storage_class_name: str | None = None
+    """Storage class; the cluster's default class when empty."""
+
+
+class AdminSecret(_Model):
+    """The Secret holding Label Studio's admin (keys username, password, token)."""
+
+    name: str | None = Field(default=None, pattern=DNS_SUBDOMAIN, max_length=253)
+    """Secret name; default <stack>-label-studio-admin. Generated when absent, never overwritten."""
+    username: str = DEFAULT_ADMIN_USERNAME
+    """Admin e-mail used only when the operator generates the Secret."""
+
+
+class LabelStudio(_Model):
+    """The Label Studio UI and API server."""
+
+    image: str = DEFAULT_LABEL_STUDIO_IMAGE
+    """Label Studio image (1.23 is the version LabelStack is tested with)."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    """The Kubernetes default when empty."""
+    resources: ResourceRequirements = _resources({"cpu": "250m", "memory": "1Gi"}, {"memory": "3Gi"})
+    """Requests and limits of the Label Studio container."""
+    storage: VolumeClaim = Field(default_factory=VolumeClaim)
+    """The PVC mounted at /label-studio/data (SQLite database, uploads, exports)."""
+    admin_secret: AdminSecret = Field(default_factory=AdminSecret)
+    env: list[EnvVar] = Field(default_factory=list, max_length=64)
+    """Extra environment (a PostgreSQL database, for example)."""
+
+
+class RedisPersistence(_Model):
+    enabled: bool = False
+    """Keep Redis data on a PVC (append-only file); off: an emptyDir."""
+    size: Quantity = "1Gi"
+    """Requested capacity of the Redis PVC."""
+    storage_class_name: str | None = None
+    """Storage class; the default class of the cluster when empty."""
+
+
+class Redis(_Model):
+    """Redis shared by the backends (training coordination, caches)."""
+
+    enabled: bool = True
+    """Run a Redis for the backends (REDIS_URL)."""
+    image: str = DEFAULT_REDIS_IMAGE
+    """Redis image."""
+    resources: ResourceRequirements = _resources({"cpu": "50m", "memory": "64Mi"}, {"memory": "512Mi"})
+    """Requests and limits of the Redis container."""
+    persistence: RedisPersistence = Field(default_factory=RedisPersistence)
+    """Where Redis keeps its data."""
+
+
+class BackendType(StrEnum):
+    SEGMENTATION = "segmentation"
+    SAM = "sam"
+
+
+class Weights(_Model):
+    """Where the model weights come from: a file on a PVC, a path in the image, or demo weights."""
+
+    claim_name: str | None = Field(default=None, pattern=DNS_LABEL)
+    """A PVC holding the weights, mounted read-only at /weights."""
+    path: str | None = Field(default=None, min_length=1)
+    """The weights file: relative to the PVC when claimName is set, else an absolute path in the image."""
+    demo: bool = False
+    """Random weights for a demo; predictions are meaningless."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if self.demo == (self.path is not None):
+            raise ValueError("weights: set either path (with or without claimName) or demo: true")
+        if self.claim_name and self.path and (self.path.startswith("/") or ".." in self.path.split("/")):
+            raise ValueError("weights.path must be relative to the PVC (no leading / or ..) with claimName")
+        if not self.claim_name and self.path and not self.path.startswith("/"):
+            raise ValueError("weights.path must be absolute when the weights are baked into the image")
+        if self.claim_name and not self.path:
+            raise ValueError("weights.claimName needs weights.path (the file inside the PVC)")
+        return self
+
+
+class ModelStorage(_Model):
+    """The PVC behind MODEL_DIR, where fine-tuned models survive restarts (segmentation only)."""
+
+    enabled: bool = True
+    """Keep fine-tuned models on a PVC; off: an emptyDir (lost on restart)."""
+    size: Quantity = "5Gi"
+    """Requested capacity."""
+    storage_class_name: str | None = None
+    """Storage class; the default class of the cluster when empty."""
+    access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
+    """ReadWriteMany lets several replicas share fine-tuned models."""
+
+
+class Backend(_Model):
+    """One ML backend (the same image serves both predictors)."""
+
+    name: str = Field(pattern=DNS_LABEL, max_length=MAX_BACKEND_NAME)
+    """Names the Deployment and Service <stack>-<name>, and the backend in Label Studio."""
+    type: BackendType
+    """segmentation: YOLOv8-seg pre-labelling and fine-tuning; sam: interactive Segment Anything."""
+    weights: Weights
+    """Where the model weights come from."""
+    image: str = DEFAULT_BACKEND_IMAGE
+    """Backend image (one image serves both predictors)."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    """The Kubernetes default when empty."""
+    replicas: int = Field(default=1, ge=0, le=64)
+    """Pods behind the backend Service."""
+    sam_model_type: Literal["vit_h", "vit_l", "vit_b", "mobile_sam"] = "vit_b"
+    """SAM variant matching the checkpoint (type sam only)."""
+    gpu: int = Field(default=0, ge=0, le=16)
+    """nvidia.com/gpu per pod; 0 runs on CPU."""
+    resources: ResourceRequirements = _resources({"cpu": "500m", "memory": "2Gi"}, {"memory": "6Gi"})
+    """Requests and limits of the backend container (the GPU is added from gpu)."""
+    shm_size: Quantity = "1Gi"
+    """Size limit of the in-memory /dev/shm (PyTorch data loaders need more than the default 64Mi)."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Node labels the pods must match (a GPU node pool, say)."""
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+    """Tolerations; gpu > 0 adds one for the nvidia.com/gpu taint."""
+    env: list[EnvVar] = Field(default_factory=list, max_length=64)
+    """Extra environment (LABELSTACK_TRAIN_EVERY, WORKERS...); replaces ours by name."""
+    score_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Minimum confidence of a predicted region (LABELSTACK_SCORE_THRESHOLD)."""
+    model_storage: ModelStorage = Field(default_factory=ModelStorage)
+
+    @property
+    def interactive(self) -> bool:
+        """SAM answers clicks: Label Studio registers it as an interactive backend."""
+        return self.type is BackendType.SAM
+
+    @property
+    def persists_models(self) -> bool:
+        return self.type is BackendType.SEGMENTATION and self.model_storage.enabled
+
+
+class Ingress(_Model):
+    """The one ingress, to Label Studio (backends stay inside the cluster)."""
+
+    enabled: bool = False
+    """Expose Label Studio through an Ingress."""
+    host: str | None = Field(default=None, pattern=r"^(\*\.)?" + DNS_SUBDOMAIN[1:], max_length=253)
+    """Public host name; also sets LABEL_STUDIO_HOST."""
+    class_name: str | None = None
+    """IngressClass; the cluster default when empty."""
+    tls_secret_name: str | None = None
+    """TLS Secret for the host; https in LABEL_STUDIO_HOST when set."""
+    annotations: dict[str, str] = Field(default_factory=dict)
+    """Extra annotations (cert-manager, the body-size limit of another controller...)."""
+    max_body_size: str = Field(default="200m", pattern=r"^[0-9]+[kKmMgG]?$")
+    """Largest upload (ingress-nginx proxy-body-size syntax); images can be large."""
+
+
+class SecretKey(_Model):
+    name: str = Field(min_length=1)
+    """Secret name, in the namespace of the stack."""
+    key: str = "credentials.json"
+    """Key holding the service-account JSON."""
+
+
+class GcsStorage(_Model):
+    """A Google Cloud Storage bucket connected to a project."""
+
+    bucket: str = Field(pattern=r"^[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9]$")
+    """Bucket name."""
+    prefix: str = ""
+    """Object-name prefix (a folder); empty: the whole bucket."""
+    credentials_secret: SecretKey | None = None
+    """Service-account JSON; empty: the pod's workload identity / application default credentials."""
+    project_id: str | None = None
+    """Google Cloud project; from the credentials when empty."""
+    regex_filter: str | None = None
+    """Import only matching object names (source only), e.g. .*\\.(jpe?g|png)$"""
+    use_blob_urls: bool = True
+    """Each object is one image task (source only)."""
+    presign: bool = True
+    """Serve images through presigned URLs (source only)."""
+
+
+class ProjectStorage(_Model):
+    source: GcsStorage | None = None
+    """Images to import as tasks."""
+    target: GcsStorage | None = None
+    """Where annotations are exported."""
+
+
+class Project(_Model):
+    """A Label Studio project to create and connect to backends."""
+
+    title: str = Field(min_length=3, max_length=50)
+    """Project title in Label Studio; the project is found by it."""
+    label_config: str = Field(min_length=1)
+    """Label Studio labelling config (XML)."""
+    description: str = ""
+    """Project description in Label Studio."""
+    backends: list[str] = Field(default_factory=list, max_length=16)
+    """Names of backends to connect; a SAM backend is connected as interactive."""
+    retrieve_predictions_on_load: bool = True
+    """Ask the backends for predictions when a task is opened."""
+    gcs: ProjectStorage = Field(default_factory=ProjectStorage)
+    """Cloud storage connected to the project."""
+
+
+class RetentionPolicy(_Model):
+    """What happens to data-bearing children (PVCs, the generated admin Secret) when the stack goes."""
+
+    when_deleted: Literal["Retain", "Delete"] = "Retain"
+    """Retain: PVCs and the generated admin Secret outlive the stack; Delete: they go with it."""
+
+
+class LocalObjectReference(_Model):
+    name: str = Field(min_length=1)
+    """Secret name."""
+
+
+class LabelingStackSpec(_Model):
+    """A Label Studio with ML backends, wired together and exposed through one ingress."""
+
+    label_studio: LabelStudio = Field(default_factory=LabelStudio)
+    """Label Studio itself."""
+    redis: Redis = Field(default_factory=Redis)
+    """Redis for the backends."""
+    backends: list[Backend] = Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """ML backends; names are unique."""
+    ingress: Ingress = Field(default_factory=Ingress)
+    """How users reach Label Studio."""
+    projects: list[Project] = Field(
+        default_factory=list,
+        max_length=50,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["title"]},
+    )
+    """Projects to create and wire; titles are unique."""
+    persistent_volume_claim_retention_policy: RetentionPolicy = Field(default_factory=RetentionPolicy)
+    """What happens to data when the stack is deleted."""
+    image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list, max_length=8)
+    """Pull secrets for every pod of the stack."""
+
+    @model_validator(mode="after")
+    def _references(self) -> Self:
+        names = [b.name for b in self.backends]
+        reserved = sorted(set(names) & RESERVED_BACKEND_NAMES)
+        if reserved:
+            raise ValueError(f"backend names {', '.join(reserved)} are taken by the stack's own services")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"backend names must be unique: {', '.join(dupes)}")
+        titles = [p.title for p in self.projects]
+        if len(set(titles)) != len(titles):
+            raise ValueError("project titles must be unique")
+        for project in self.projects:
+            unknown = sorted(set(project.backends) - set(names))
+            if unknown:
+                raise ValueError(f"project {project.title!r} names unknown backends: {', '.join(unknown)}")
+        return self
+
+    def backend(self, name: str) -> Backend:
+        return next(b for b in self.backends if b.name == name)
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "spec"
+        parts.append(f"{where}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def parse_spec(raw: Mapping[str, Any] | None) -> LabelingStackSpec:
+    """Validate a spec as the API server stores it; raise :class:`SpecError` with a readable message."""
+    try:
+        return LabelingStackSpec.model_validate(dict(raw or {}))
+    except ValidationError as err:
+        raise SpecError(_describe(err)) from None
+
+
+def check_stack_name(name: str) -> None:
+    """Children are named after the stack, so its name must leave room for their suffixes."""
+    if len(name) > MAX_STACK_NAME or not re.match(DNS_LABEL, name):
+        raise SpecError(
+            f"metadata.name {name!r} must be a DNS label of at most {MAX_STACK_NAME} characters "
+            "(lowercase letters, digits, '-', starting with a letter)"
+        )

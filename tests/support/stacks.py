@@ -1,0 +1,118 @@
+"""LabelingStack specs used by the operator tests and benchmarks."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from labelstack_operator import constants as c
+
+GARMENT_CONFIG = """<View>
+  <Image name="image" value="$image"/>
+  <PolygonLabels name="garment" toName="image">
+    <Label value="dress"/><Label value="coat"/><Label value="trousers"/>
+  </PolygonLabels>
+  <BrushLabels name="mask" toName="image">
+    <Label value="dress"/><Label value="coat"/><Label value="trousers"/>
+  </BrushLabels>
+  <KeyPointLabels name="click" toName="image" smart="true">
+    <Label value="dress"/><Label value="coat"/><Label value="trousers"/>
+  </KeyPointLabels>
+</View>"""
+
+MINIMAL: dict[str, Any] = {}
+
+FULL: dict[str, Any] = {
+    "labelStudio": {
+        "image": "heartexlabs/label-studio:1.23.2",
+        "imagePullPolicy": "IfNotPresent",
+        "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
+        "storage": {"size": "50Gi", "storageClassName": "fast-ssd"},
+        "adminSecret": {"name": "garments-admin", "username": "lead@example.com"},
+        "env": [{"name": "LOG_LEVEL", "value": "DEBUG"}],
+    },
+    "redis": {"enabled": True, "persistence": {"enabled": True, "size": "2Gi"}},
+    "backends": [
+        {
+            "name": "seg",
+            "type": "segmentation",
+            "image": "labelstack/backend:0.1.0",
+            "replicas": 2,
+            "weights": {"claimName": "model-weights", "path": "yolov8l-seg.pt"},
+            "gpu": 1,
+            "resources": {"requests": {"cpu": 2, "memory": "8Gi"}, "limits": {"memory": "16Gi"}},
+            "shmSize": "4Gi",
+            "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
+            "env": [
+                {"name": "LABELSTACK_TRAIN_EVERY", "value": "50"},
+                {"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "key"}}},
+            ],
+            "scoreThreshold": 0.4,
+            "modelStorage": {"size": "20Gi", "accessMode": "ReadWriteMany", "storageClassName": "filestore"},
+        },
+        {
+            "name": "sam",
+            "type": "sam",
+            "weights": {"path": "/opt/weights/sam_vit_h.pth"},
+            "samModelType": "vit_h",
+            "gpu": 1,
+            "shmSize": "2Gi",
+        },
+    ],
+    "ingress": {
+        "enabled": True,
+        "host": "label.example.com",
+        "className": "nginx",
+        "tlsSecretName": "label-tls",
+        "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+        "maxBodySize": "500m",
+    },
+    "projects": [
+        {
+            "title": "Runway garments",
+            "labelConfig": GARMENT_CONFIG,
+            "description": "Garments on the runway",
+            "backends": ["seg", "sam"],
+            "retrievePredictionsOnLoad": True,
+            "gcs": {
+                "source": {
+                    "bucket": "runway-images",
+                    "prefix": "2026/ss",
+                    "credentialsSecret": {"name": "gcs-reader"},
+                    "regexFilter": r".*\.(jpe?g|png)$",
+                },
+                "target": {
+                    "bucket": "runway-labels",
+                    "prefix": "exports",
+                    "credentialsSecret": {"name": "gcs-writer"},
+                },
+            },
+        }
+    ],
+    "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain"},
+    "imagePullSecrets": [{"name": "registry-creds"}],
+}
+
+# A small stack that exercises every kind of child without needing Secrets other than the admin's.
+SMALL: dict[str, Any] = {
+    "backends": [
+        {"name": "seg", "type": "segmentation", "weights": {"demo": True}},
+        {"name": "sam", "type": "sam", "weights": {"demo": True}, "samModelType": "mobile_sam"},
+    ],
+    "ingress": {"enabled": True, "host": "label.example.com"},
+    "projects": [{"title": "Garments", "labelConfig": GARMENT_CONFIG, "backends": ["seg", "sam"]}],
+}
+
+
+def spec(base: dict[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(base)
+
+
+def stack_body(name: str, namespace: str, spec_: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.KIND,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": copy.deepcopy(SMALL if spec_ is None else spec_),
+    }

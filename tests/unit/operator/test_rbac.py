@@ -1,0 +1,45 @@
+"""RBAC: least privilege, written down for the chart to be checked against."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+
+from labelstack_operator.children import CHILD_KINDS
+from labelstack_operator.rbac import build_role, operator_rules
+
+
+def verbs_for(group: str, resource: str) -> set[str]:
+    out: set[str] = set()
+    for rule in operator_rules():
+        if group in rule["apiGroups"] and resource in rule["resources"]:
+            out |= set(rule["verbs"])
+    return out
+
+
+def test_no_wildcards_and_no_cluster_scoped_kinds():
+    for rule in operator_rules():
+        for key in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[key]
+        assert not {"namespaces", "customresourcedefinitions", "nodes", "clusterroles"} & set(
+            rule["resources"]
+        )
+
+
+def test_children_can_be_listed_applied_and_pruned_but_not_watched():
+    for kind in CHILD_KINDS:
+        assert verbs_for(kind.group, kind.plural) == {"create", "delete", "list", "patch"}
+
+
+def test_secrets_are_read_and_created_only():
+    assert verbs_for("", "secrets") == {"get", "create"}
+    assert verbs_for("", "events") == {"create"}
+
+
+def test_the_stack_is_watched_and_patched_status_through_its_subresource():
+    assert verbs_for("labelstack.dev", "labelingstacks") == {"list", "watch", "patch"}
+    assert verbs_for("labelstack.dev", "labelingstacks/status") == {"patch"}
+
+
+def test_roles_built_from_the_rules_are_valid():
+    kubernetes_validate.validate(build_role("labelstack-operator", "labelling"), "1.30.0", strict=True)
+    kubernetes_validate.validate(build_role("labelstack-operator"), "1.30.0", strict=True)
