@@ -107,3 +107,19 @@ def rectangle(
 def pixel_percent(index: int, size: int) -> float:
     """The percent coordinate of the centre of pixel ``index`` along an axis of ``size`` pixels."""
     return (index + 0.5) / size * 100.0
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of a Prometheus metric's samples in a /metrics body, over the samples
+    carrying ``labels`` (0 when there is none)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        sample, _, label_text = head.partition("{")
+        if sample != name:
+            continue
+        if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
+            total += float(value)
+    return total
