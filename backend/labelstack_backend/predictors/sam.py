@@ -2,8 +2,9 @@
 
 A thin predictor over :mod:`labelstack_backend.sam`: ``/predict`` with
 ``params.context`` is a click (one task; prompts -> cached embedding -> mask ->
-brush, and polygon when asked); without a context it caches the task images'
-embeddings, so that opening a task warms it for the first click. The webhook
+brush, and polygon when asked); without a context it caches the task image's
+embedding, so that opening a task warms it for the first click (several tasks
+at once are queued for a background thread instead of holding Label Studio). The webhook
 action ``SAM_PRECOMPUTE`` caches a whole project in the background.
 See docs/sam.md.
 """
@@ -32,7 +33,7 @@ from labelstack_backend.sam.cache import SecondLevel
 from labelstack_backend.sam.decode import decode
 from labelstack_backend.sam.embeddings import Embedding, EmbeddingService, new_cache
 from labelstack_backend.sam.model import SamModel, sam_weights
-from labelstack_backend.sam.precompute import PRECOMPUTE_ACTION, Precomputer
+from labelstack_backend.sam.precompute import PRECOMPUTE_ACTION, Precomputer, Warmer
 from labelstack_backend.sam.prompts import check_frame, parse_context
 from labelstack_backend.settings import Settings
 from labelstack_operator.labelstudio import LabelStudioClient
@@ -57,6 +58,7 @@ class SamPredictor:
         self.model: SamModel | None = None
         self.embeddings: EmbeddingService | None = None
         self.precomputer: Precomputer | None = None
+        self.warmer: Warmer | None = None
 
     def load(self) -> None:
         self.use_model(SamModel.load(self.weights, self.settings))
@@ -66,6 +68,7 @@ class SamPredictor:
         cache = new_cache(self.settings.sam_cache_bytes, self.second_level)
         self.embeddings = EmbeddingService(model.encode, self.loader, cache, model.version)
         self.precomputer = Precomputer(self.embeddings, polygons=self.settings.sam_polygon)
+        self.warmer = Warmer(self.embeddings)
         self.model = model
 
     def check_config(self, config: LabelConfig) -> None:
@@ -86,7 +89,9 @@ class SamPredictor:
     def predict(self, call: PredictCall) -> list[dict[str, Any]]:
         controls = check_sam_config(call.config, self.settings.sam_polygon)
         if call.context is None:
-            return [self._warm(task, call, controls[0]) for task in call.tasks]
+            if len(call.tasks) == 1:  # a task was opened: its first click comes next
+                return [self._warm(call.tasks[0], call, controls[0])]
+            return [self._queue_warm(task, call, controls[0]) for task in call.tasks]
         if len(call.tasks) != 1:
             raise BadRequest(f"an interactive call segments one task, this one has {len(call.tasks)}")
         return [self._click(call.tasks[0], call, controls)]
@@ -97,6 +102,16 @@ class SamPredictor:
             embeddings.get(task_image_value(task, call.config, control), call.ls)
         except ImageError as exc:
             return failed_prediction(task.get("id"), exc.reason)
+        return warm_prediction(self.weights.version)
+
+    def _queue_warm(self, task: Mapping[str, Any], call: PredictCall, control: Control) -> dict[str, Any]:
+        self._loaded()
+        assert self.warmer is not None
+        try:
+            value = task_image_value(task, call.config, control)
+        except ImageError as exc:
+            return failed_prediction(task.get("id"), exc.reason)
+        self.warmer.submit(value, call.ls)
         return warm_prediction(self.weights.version)
 
     def _click(

@@ -38,7 +38,7 @@ from labelstack_backend.sam.decode import MaskResult
 NO_OBJECT = (
     "Segment Anything found no object at this prompt: click inside the object, add points, or draw a box"
 )
-WARMED = "embedding cached: the first click on this image will be fast"
+WARMED = "Segment Anything caches this image's embedding, so that the first click on it is fast"
 
 
 def target_controls(config: LabelConfig, polygons: bool = False) -> tuple[Control, ...]:

@@ -22,7 +22,7 @@ import numpy as np
 from labelstack_backend import metrics
 from labelstack_backend.geometry import BoolMask
 from labelstack_backend.sam.embeddings import Embedding
-from labelstack_backend.sam.model import SamModel
+from labelstack_backend.sam.model import SamModel, torch_threads
 from labelstack_backend.sam.prompts import ObjectPrompt
 
 
@@ -53,7 +53,7 @@ def decode(model: SamModel, embedding: Embedding, prompt: ObjectPrompt) -> MaskR
         corners = prompt.box.reshape(2, 2) * scale - 0.5
         boxes = torch.as_tensor(corners.reshape(1, 4), dtype=torch.float32, device=device)
     multimask = prompt.box is None and len(prompt.points) == 1
-    with torch.inference_mode():
+    with torch.inference_mode(), torch_threads(model.decoder_threads):
         sparse, dense = net.prompt_encoder(points=points, boxes=boxes, masks=None)
         low_res, iou = net.mask_decoder(
             image_embeddings=embedding.features.float(),

@@ -194,11 +194,45 @@ class EncoderGate:
                 self._cond.notify_all()
 
 
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` CPU threads per torch op (0: leave the setting alone).
+
+    With torch's OpenMP backend the setting belongs to the calling thread, so each
+    request thread sets its own and others are not affected.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    if n <= 0 or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class SamModel:
     """A loaded SAM on one device. :meth:`encode` is thread-safe; the decoder parts are
-    read-only modules that :mod:`.decode` calls concurrently."""
+    read-only modules that :mod:`.decode` calls concurrently.
 
-    def __init__(self, net: Any, *, model_type: str, version: str, device: str, bf16: bool) -> None:
+    On a CPU the encoder uses every core torch was given (one encode at a time), while
+    each click decodes on ``decoder_threads`` cores: a decode is small, and splitting it
+    across busy cores makes it slower, not faster (see docs/sam.md).
+    """
+
+    def __init__(
+        self,
+        net: Any,
+        *,
+        model_type: str,
+        version: str,
+        device: str,
+        bf16: bool,
+        decoder_threads: int = 0,
+    ) -> None:
         import torch
 
         self.net = net.to(device).eval()
@@ -206,6 +240,9 @@ class SamModel:
         self.version = version
         self.device = device
         self.bf16 = bf16
+        on_cpu = torch.device(device).type == "cpu"
+        self.encoder_threads = torch.get_num_threads() if on_cpu else 0
+        self.decoder_threads = decoder_threads if on_cpu else 0
         self.img_size = int(net.image_encoder.img_size)
         self.mask_threshold = float(getattr(net, "mask_threshold", 0.0))
         self.gate = EncoderGate()
@@ -224,7 +261,14 @@ class SamModel:
                 weights.model_type,
             )
         net = build_net(weights.model_type, weights.checkpoint)
-        model = cls(net, model_type=weights.model_type, version=weights.version, device=device, bf16=bf16)
+        model = cls(
+            net,
+            model_type=weights.model_type,
+            version=weights.version,
+            device=device,
+            bf16=bf16,
+            decoder_threads=settings.sam_decoder_threads,
+        )
         log.info(
             "loaded SAM %s (%s) on %s%s in %.1fs",
             weights.model_type,
@@ -262,7 +306,7 @@ class SamModel:
             if self.bf16
             else nullcontext()
         )
-        with self.gate.hold(background):
+        with self.gate.hold(background), torch_threads(self.encoder_threads):
             started = time.perf_counter()
             with torch.inference_mode(), autocast:
                 features = self.net.image_encoder(x)

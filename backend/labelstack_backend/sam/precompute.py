@@ -18,6 +18,7 @@ a run is going answers its progress.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -191,3 +192,48 @@ class Precomputer:
     def _publish(progress: Progress) -> None:
         for state in ("total", "done", "failed", "skipped"):
             metrics.SAM_PRECOMPUTE_TASKS.labels(progress.project, state).set(getattr(progress, state))
+
+
+class Warmer:
+    """Encodes task images in the background, in order, one at a time.
+
+    For ``/predict`` without a context on many tasks at once (Label Studio's Data Manager
+    asks for a whole page when predictions are evaluated automatically): encoding them
+    inside the request would hold Label Studio for minutes on a CPU. A click on an image
+    still in the queue or being encoded waits for that one encode (single-flight).
+    """
+
+    def __init__(self, embeddings: EmbeddingService, max_queue: int = 1000) -> None:
+        self.embeddings = embeddings
+        self._queue: queue.Queue[tuple[str, LabelStudioClient | None]] = queue.Queue(max_queue)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, value: str, ls: LabelStudioClient | None) -> bool:
+        """Queue an image; False when the queue is full (the image is then not warmed)."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="sam-warmer", daemon=True)
+                self._thread.start()
+        try:
+            self._queue.put_nowait((value, ls))
+        except queue.Full:
+            log.warning("the warm-up queue is full; not warming %s", value[:120])
+            return False
+        return True
+
+    def join(self) -> None:
+        """Wait until every queued image is done (tests and scripts)."""
+        self._queue.join()
+
+    def _run(self) -> None:
+        while True:
+            value, ls = self._queue.get()
+            try:
+                self.embeddings.get(value, ls, background=True)
+            except ImageError as exc:
+                log.warning("warm-up of %s failed: %s", value[:120], exc.reason)
+            except Exception:
+                log.exception("warm-up of %s crashed", value[:120])
+            finally:
+                self._queue.task_done()

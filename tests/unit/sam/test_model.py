@@ -15,7 +15,14 @@ from PIL import Image
 from labelstack_backend.errors import ModelLoadError
 from labelstack_backend.sam.decode import decode
 from labelstack_backend.sam.embeddings import Embedding
-from labelstack_backend.sam.model import EncoderGate, SamModel, build_net, sam_weights, use_bf16
+from labelstack_backend.sam.model import (
+    EncoderGate,
+    SamModel,
+    build_net,
+    sam_weights,
+    torch_threads,
+    use_bf16,
+)
 from labelstack_backend.sam.prompts import parse_context
 from tests.support.sam import keypoint, write_image
 from tests.support.sam_models import sam_settings
@@ -149,3 +156,31 @@ def test_encoder_gate_lets_interactive_callers_go_before_background_ones() -> No
     bg.join(5)
     fg.join(5)
     assert order == ["interactive", "background"]
+
+
+def test_decoder_threads_apply_to_the_decoding_thread_only() -> None:
+    """In a request thread (as under gunicorn), the setting is that thread's alone."""
+    before = torch.get_num_threads()
+    inside = threading.Event()
+    leave = threading.Event()
+    seen: list[int] = []
+
+    def request_thread() -> None:
+        with torch_threads(1):
+            seen.append(torch.get_num_threads())
+            inside.set()
+            leave.wait(5)
+        seen.append(torch.get_num_threads())
+
+    worker = threading.Thread(target=request_thread)
+    worker.start()
+    inside.wait(5)
+    assert torch.get_num_threads() == before  # this thread is not affected meanwhile
+    leave.set()
+    worker.join()
+    assert seen == [1, before]
+
+
+def test_a_cpu_model_decodes_on_its_decoder_threads(tiny_net: Any) -> None:
+    model = SamModel(tiny_net, model_type="t", version="v", device="cpu", bf16=False, decoder_threads=1)
+    assert (model.encoder_threads, model.decoder_threads) == (torch.get_num_threads(), 1)

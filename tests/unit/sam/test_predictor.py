@@ -202,21 +202,33 @@ def test_opening_a_task_warms_the_cache_for_its_first_click(
     assert model.calls == 1
 
 
-def test_warming_several_tasks_reports_a_bad_image_on_its_own_task(
+def test_a_bad_image_on_an_opened_task_is_reported_on_it(
     make_predictor: MakePredictor, tmp_path: Path
 ) -> None:
-    image = write_image(tmp_path / "a.jpg")
     predictor, model = make_predictor()
-    tasks = [
-        {"id": 1, "data": {"image": str(image)}},
-        {"id": 2, "data": {"image": str(tmp_path / "none.jpg")}},
-    ]
-    ok, failed = predictor.predict(
+    (failed,) = predictor.predict(call(tmp_path / "none.jpg", None, task_id=5))
+    assert failed["task"] == 5 and "no such file" in failed["error"] and "result" not in failed
+    assert model.calls == 0
+
+
+def test_warming_many_tasks_at_once_is_queued_in_the_background(
+    make_predictor: MakePredictor, tmp_path: Path
+) -> None:
+    images = [write_image(tmp_path / f"{i}.jpg", seed=i) for i in range(3)]
+    predictor, model = make_predictor()
+    tasks: list[dict[str, Any]] = [{"id": i, "data": {"image": str(p)}} for i, p in enumerate(images)]
+    tasks += [{"id": 8, "data": {"image": str(tmp_path / "none.jpg")}}, {"id": 9, "data": {}}]
+    answers = predictor.predict(
         PredictCall(tasks=tasks, project=None, config=parse_label_config(CONFIG), context=None, ls=None)
     )
-    assert ok["result"] == []
-    assert failed["task"] == 2 and "no such file" in failed["error"]
-    assert model.calls == 1
+    assert [a.get("result") for a in answers[:4]] == [[], [], [], []]
+    assert answers[4]["task"] == 9 and "has no 'image'" in answers[4]["error"]
+    assert predictor.warmer is not None
+    predictor.warmer.join()
+    assert model.calls == 3  # the missing file is logged by the warmer, not encoded
+    for image in images:
+        click(predictor, image, keypoint(40, 45, 96, 64))
+    assert model.calls == 3
 
 
 def test_eviction_respects_the_byte_bound(make_predictor: MakePredictor, tmp_path: Path) -> None:
