@@ -128,7 +128,7 @@ class SamPredictor:
         embedding, source = embeddings.get(value, call.ls)
         height, width = embedding.original_size
         frame = ctx.frame or (width, height)
-        check_frame(frame, width, height)
+        check_frame(frame, width, height, self.settings.image_max_pixels)
         regions: list[Region] = []
         for obj in ctx.objects(*frame):
             result = decode(model, embedding, obj)

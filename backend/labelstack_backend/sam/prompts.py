@@ -161,14 +161,20 @@ def box_pixels(box: BoxPrompt, width: int, height: int) -> npt.NDArray[np.float6
     return np.array([lo[0], lo[1], hi[0], hi[1]], dtype=np.float64)
 
 
-def check_frame(frame: tuple[int, int], width: int, height: int) -> None:
+def check_frame(frame: tuple[int, int], width: int, height: int, max_pixels: int | None = None) -> None:
     """Refuse prompts placed on an image shaped differently from the decoded one.
 
-    The same shape at another scale is fine (percent coordinates do not care). A
-    different shape, typically width and height swapped, means the editor and the
-    backend disagree on the EXIF orientation, and every mask would land in the wrong place.
+    The same shape at another scale is fine (percent coordinates do not care), up to
+    ``max_pixels``: the mask is made at the editor's size. A different shape, typically
+    width and height swapped, means the editor and the backend disagree on the EXIF
+    orientation, and every mask would land in the wrong place.
     """
     fw, fh = frame
+    if max_pixels is not None and fw * fh > max_pixels:
+        raise BadRequest(
+            f"original_width x original_height is {fw}x{fh}, above the limit of {max_pixels:,} pixels "
+            f"(LABELSTACK_IMAGE_MAX_PIXELS); the task's image is {width}x{height}"
+        )
     if abs(fw - fh * width / height) > max(1.0, ASPECT_TOLERANCE * fw):
         raise ImageError(
             f"the prompt was placed on a {fw}x{fh} image, but the task's image is {width}x{height} "

@@ -143,3 +143,10 @@ def test_frame_with_swapped_sides_is_refused() -> None:
     """The editor placed the click on the unrotated image: no mask can land right."""
     with pytest.raises(ImageError, match="EXIF orientation"):
         check_frame((60, 40), 40, 60)
+
+
+def test_a_frame_above_the_pixel_limit_is_refused() -> None:
+    """The mask is made at the editor's size: a made-up huge size must not exhaust memory."""
+    check_frame((400, 600), 40, 60, max_pixels=400 * 600)
+    with pytest.raises(BadRequest, match="above the limit"):
+        check_frame((40_000, 60_000), 40, 60, max_pixels=40_000_000)
