@@ -65,9 +65,9 @@ def decode(model: SamModel, embedding: Embedding, prompt: ObjectPrompt) -> MaskR
         best = int(iou[0].argmax())
         logits = low_res[:, best : best + 1].float()
         square = F.interpolate(logits, (model.img_size, model.img_size), mode="bilinear", align_corners=False)
-        frame = F.interpolate(
-            square[..., :h_in, :w_in], (prompt.height, prompt.width), mode="bilinear", align_corners=False
-        )
+        frame = square[..., :h_in, :w_in]
+        if (prompt.height, prompt.width) != (h_in, w_in):  # else the resize is the identity
+            frame = F.interpolate(frame, (prompt.height, prompt.width), mode="bilinear", align_corners=False)
         mask = (frame[0, 0] > model.mask_threshold).cpu().numpy()
         score = float(iou[0, best])
     metrics.SAM_DECODE_SECONDS.observe(time.perf_counter() - started)
