@@ -4,7 +4,7 @@ Model types (``LABELSTACK_SAM_MODEL_TYPE``):
 
 * ``vit_h``, ``vit_l``, ``vit_b``: Meta's SAM, built by ``segment_anything``;
 * ``mobile_sam``: MobileSAM (TinyViT encoder, SAM's decoder), built by ultralytics,
-  the CPU-friendly choice (about 7x faster to encode than vit_b on CPU);
+  the CPU-friendly choice (7-12x faster to encode than vit_b on CPU);
 * ``tiny``: a few-layer ViT SAM for tests and CPU demos (encodes in milliseconds).
 
 Weights always come from a path (``LABELSTACK_SAM_CHECKPOINT``: a mounted volume, a PVC,
