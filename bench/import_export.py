@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=1000)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-io-"))
-    emulator = start_emulator()
+    emulator = start_emulator(work)
     ls_proc = LabelStudioProcess(
         data_dir=work / "ls",
         port=free_port(),

@@ -51,6 +51,16 @@ def _authorized(expected: tuple[str, str]) -> bool:
     return hmac.compare_digest(user, expected[0]) & hmac.compare_digest(password, expected[1])
 
 
+def status_line(status: int, reason: str, limit: int = 200) -> str:
+    """``"422 <reason>"``: the reason also as the HTTP reason phrase, because Label Studio
+    drops an ML backend's error body and reports only ``str(HTTPError)``, which quotes the
+    phrase. Printable ASCII only (a status line is latin-1, without CR/LF)."""
+    phrase = "".join(c if " " <= c <= "~" else " " for c in reason).strip()
+    if len(phrase) > limit:
+        phrase = phrase[: limit - 3] + "..."
+    return f"{status} {phrase or 'Error'}"
+
+
 def create_app(service: BackendService) -> Flask:
     app = Flask("labelstack_backend")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -76,7 +86,7 @@ def create_app(service: BackendService) -> Flask:
         return resp
 
     @app.errorhandler(BackendError)
-    def _backend_error(exc: BackendError) -> tuple[Response, int]:
+    def _backend_error(exc: BackendError) -> Response:
         log.log(
             logging.WARNING if exc.status < 500 else logging.ERROR,
             "%s %s -> %d: %s",
@@ -85,7 +95,9 @@ def create_app(service: BackendService) -> Flask:
             exc.status,
             exc.reason,
         )
-        return jsonify({"error": exc.reason}), exc.status
+        resp = jsonify({"error": exc.reason})
+        resp.status = status_line(exc.status, exc.reason)
+        return resp
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:

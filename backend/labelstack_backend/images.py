@@ -151,7 +151,12 @@ class LoadedImage:
 
     @property
     def key(self) -> str:
-        return f"{self.identity}#{self.digest[:16]}"
+        return content_key(self.identity, self.digest)
+
+
+def content_key(identity: str, digest: str) -> str:
+    """The cache key of an image: its stable identity plus its content digest (sha256 hex)."""
+    return f"{identity}#{digest[:16]}"
 
 
 def decode_image(data: bytes, max_pixels: int, what: str = "image") -> Image.Image:

@@ -33,6 +33,49 @@ MODEL_LOAD_SECONDS = Gauge(
     "labelstack_model_load_seconds", "Time the model took to load", multiprocess_mode="max"
 )
 
+# Interactive SAM. Gauges sum over live workers: each worker holds its own cache.
+SAM_CACHE_BYTES = Gauge(
+    "labelstack_sam_cache_bytes", "Bytes of image embeddings held in memory", multiprocess_mode="livesum"
+)
+SAM_CACHE_ENTRIES = Gauge(
+    "labelstack_sam_cache_entries", "Image embeddings held in memory", multiprocess_mode="livesum"
+)
+SAM_CACHE_MAX_BYTES = Gauge(
+    "labelstack_sam_cache_max_bytes",
+    "Bound of the embedding cache (LABELSTACK_SAM_CACHE_BYTES), per worker",
+    multiprocess_mode="max",
+)
+SAM_CACHE_LOOKUPS = Counter(
+    "labelstack_sam_cache_lookups_total",
+    "Embedding lookups by outcome: memory (hit), joined (waited for a racing computation), "
+    "second_level (shared cache hit), computed (miss: the encoder ran)",
+    ["source"],
+)
+SAM_CACHE_EVICTIONS = Counter("labelstack_sam_cache_evictions_total", "Embeddings evicted from memory")
+SAM_ENCODER_CALLS = Counter("labelstack_sam_encoder_calls_total", "Image encoder runs", ["mode"])
+SAM_ENCODER_SECONDS = Histogram(
+    "labelstack_sam_encoder_seconds",
+    "Image encoder run time (waiting for the encoder excluded)",
+    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+SAM_DECODE_SECONDS = Histogram(
+    "labelstack_sam_decode_seconds",
+    "Mask decoding time per object, upscaling to the image included",
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+SAM_PRECOMPUTE_TASKS = Gauge(
+    "labelstack_sam_precompute_tasks",
+    "Tasks of the latest embedding precompute per project, by state (total, done, failed)",
+    ["project", "state"],
+    multiprocess_mode="livesum",
+)
+SAM_PRECOMPUTE_RUNNING = Gauge(
+    "labelstack_sam_precompute_running",
+    "1 while a project's embeddings are being precomputed",
+    ["project"],
+    multiprocess_mode="livesum",
+)
+
 
 class StateCollector(Collector):
     """Model versions and training state, read when scraped."""

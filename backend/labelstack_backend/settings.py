@@ -79,10 +79,14 @@ class Settings(BaseModel):
     # Interactive Segment Anything.
     sam_model_type: str = Field(
         "vit_b", validation_alias="LABELSTACK_SAM_MODEL_TYPE"
-    )  # vit_h|vit_l|vit_b|mobile_sam
+    )  # vit_h|vit_l|vit_b|mobile_sam|tiny (tiny: tests and CPU demos)
     sam_checkpoint: str = Field("", validation_alias="LABELSTACK_SAM_CHECKPOINT")
     sam_cache_bytes: int = Field(2 * 1024**3, ge=0, validation_alias="LABELSTACK_SAM_CACHE_BYTES")
     sam_bf16: bool | None = Field(None, validation_alias="LABELSTACK_SAM_BF16")  # None: on for CUDA
+    # Return each mask as a polygon too, on every <PolygonLabels> (as if each had sam_polygon="true").
+    sam_polygon: bool = Field(False, validation_alias="LABELSTACK_SAM_POLYGON")
+    # CPU threads for one click's mask decoding (0: torch's default, every core); see docs/sam.md.
+    sam_decoder_threads: int = Field(1, ge=0, validation_alias="LABELSTACK_SAM_DECODER_THREADS")
 
     # Images.
     image_max_pixels: PositiveInt = Field(40_000_000, validation_alias="LABELSTACK_IMAGE_MAX_PIXELS")
