@@ -21,7 +21,7 @@ os.environ.setdefault(
 
 import pytest
 
-pytest_plugins = ["tests.support.fixtures", "tests.support.shapes_model", "tests.support.gcs_emulator"]
+pytest_plugins = ["tests.support.gcs_emulator", "tests.support.fixtures", "tests.support.shapes_model"]
 
 REPO = Path(__file__).resolve().parent.parent
 
