@@ -38,6 +38,7 @@ def test_training_on_annotations_beats_the_untrained_model(trained_shapes):
     )
     assert set(trained.names.values()) == set(SHAPE_LABELS)
     after = mean_iou(trained, trained_shapes.held_out)
+    print(f"held-out mask IoU: untrained {before:.3f} -> trained {after:.3f}")
     # Held-out images are 192x128: letterboxed, so this also checks that masks land in place.
     assert after > 0.5, f"trained mask IoU {after:.2f}"
     assert after > before + 0.4, f"untrained {before:.2f} -> trained {after:.2f}"
