@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import jsonschema
 import pytest
@@ -111,3 +112,19 @@ def test_operator_manifest_is_valid_and_free_of_helm():
         assert doc["metadata"].get("namespace", "labelstack") == "labelstack"
     text = gen.OPERATOR_MANIFEST.read_text()
     assert "helm.sh/" not in text and "Helm" not in text.replace("without Helm", "")
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/operations.md"])
+def test_paths_the_deploy_docs_name_exist(doc):
+    text = (gen.REPO / doc).read_text()
+    paths = set(re.findall(r"\b((?:manifests|charts)/[\w./-]+\.(?:yaml|json))", text))
+    assert paths, f"{doc} names no shipped file"
+    for path in paths:
+        assert (gen.REPO / path).exists(), f"{doc} names {path}, which does not exist"
+
+
+def test_readme_walkthrough_matches_the_minimal_example():
+    name = load_example("cpu-minimal")["metadata"]["name"]
+    readme = (gen.REPO / "README.md").read_text()
+    assert f"labelingstack/{name} " in readme and f"service/{name}-label-studio 8080:8080" in readme
+    assert f"secret {name}-label-studio-admin" in readme
