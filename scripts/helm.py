@@ -68,9 +68,12 @@ def template_text(
     namespace: str = "labelstack",
     show_only: Sequence[str] = (),
     chart: Path = CHART,
+    include_crds: bool = False,
 ) -> str:
     with tempfile.TemporaryDirectory(prefix="labelstack-helm-") as tmp:
         args = ["template", release, str(chart), "--namespace", namespace]
+        if include_crds:
+            args.append("--include-crds")
         args += _values_args(values, Path(tmp))
         for template in show_only:
             args += ["--show-only", template]
@@ -84,9 +87,17 @@ def template(
     namespace: str = "labelstack",
     show_only: Sequence[str] = (),
     chart: Path = CHART,
+    include_crds: bool = False,
 ) -> list[Manifest]:
     """The rendered objects (empty documents dropped), in helm's install order."""
-    text = template_text(values, release=release, namespace=namespace, show_only=show_only, chart=chart)
+    text = template_text(
+        values,
+        release=release,
+        namespace=namespace,
+        show_only=show_only,
+        chart=chart,
+        include_crds=include_crds,
+    )
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from labelstack_operator.crd import build_crd
 from labelstack_operator.rbac import operator_rules
 from scripts import helm
 from scripts.render_manifests import CHART
@@ -70,6 +71,13 @@ def test_defaults_render_the_operator_cluster_wide_and_no_stack():
         {"kind": "ServiceAccount", "name": "labelstack-operator", "namespace": "labelstack"}
     ]
     assert binding["roleRef"]["name"] == one(objs, "ClusterRole")["metadata"]["name"]
+
+
+def test_helm_installs_the_generated_crd_first():
+    objs = helm.template(include_crds=True)
+    assert objs[0]["kind"] == "CustomResourceDefinition"
+    assert objs[0] == build_crd()
+    validate(objs[0])
 
 
 def test_rbac_is_exactly_what_the_operator_needs():
