@@ -24,7 +24,13 @@ typecheck: bootstrap
 	$(BIN)/mypy
 
 pytest: bootstrap
-	scripts/bootstrap.sh system
+	scripts/bootstrap.sh system helm
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# Regenerate the CRD (manifests/ and the chart), the chart's values schema, manifests/operator.yaml
+# and manifests/examples/ from their sources; the tests fail while any of them is out of date.
+manifests: bootstrap
+	scripts/bootstrap.sh helm
+	PYTHONPATH=$(CURDIR)/operator:$(CURDIR) $(BIN)/python -m scripts.render_manifests

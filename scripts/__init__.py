@@ -1,0 +1,1 @@
+"""Repository tooling: generators for the shipped artefacts (chart files, manifests)."""

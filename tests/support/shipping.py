@@ -1,0 +1,67 @@
+"""Helpers for the shipping tests: validate rendered objects, render the chart's NOTES."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import yaml
+
+from labelstack_operator import constants as c
+from labelstack_operator.spec import parse_spec
+from scripts import helm
+from scripts.render_manifests import CHART, json_schema
+
+KUBERNETES = "1.30.0"
+
+
+def crd_schema(crd: Mapping[str, Any]) -> dict[str, Any]:
+    """A CRD's own OpenAPI schema, as draft-07 JSON Schema."""
+    (version,) = crd["spec"]["versions"]
+    return json_schema(version["schema"]["openAPIV3Schema"])  # type: ignore[no-any-return]
+
+
+def checked_in_crd_schema() -> dict[str, Any]:
+    return crd_schema(yaml.safe_load((helm.REPO / "manifests" / "crd.yaml").read_text()))
+
+
+def validate(obj: Mapping[str, Any]) -> None:
+    """Kubernetes 1.30, strict; a LabelingStack against the CRD's schema and the spec model."""
+    if obj["kind"] == c.KIND:
+        assert obj["apiVersion"] == c.API_VERSION
+        jsonschema.validate(dict(obj), checked_in_crd_schema())
+        parse_spec(obj.get("spec", {}))
+        return
+    kubernetes_validate.validate(dict(obj), KUBERNETES, strict=True)
+
+
+def by_kind(objs: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for obj in objs:
+        out.setdefault(obj["kind"], []).append(obj)
+    return out
+
+
+def one(objs: Iterable[Mapping[str, Any]], kind: str) -> Any:
+    (obj,) = by_kind(objs)[kind]
+    return obj
+
+
+def render_notes(values: Iterable[Mapping[str, Any] | Path] = (), *, namespace: str = "labelstack") -> str:
+    """NOTES.txt as helm install prints it. helm template leaves NOTES out and helm install
+    needs a cluster, so a copy of the chart renders it through tpl into a ConfigMap."""
+    with tempfile.TemporaryDirectory(prefix="labelstack-notes-") as tmp:
+        chart = Path(tmp) / "labelstack"
+        shutil.copytree(CHART, chart)
+        shutil.copy(chart / "templates" / "NOTES.txt", chart / "notes.txt")
+        (chart / "templates" / "zz-notes.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+            'data: {notes: {{ tpl (.Files.Get "notes.txt") . | toJson }}}\n'
+        )
+        (cm,) = helm.template(values, namespace=namespace, show_only=["templates/zz-notes.yaml"], chart=chart)
+        return str(cm["data"]["notes"])

@@ -1,0 +1,1 @@
+"""The shipped artefacts: the Helm chart, the plain manifests, the Dockerfiles."""
