@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from labelstack_backend.cli.common import CommandError, console
-from labelstack_backend.cli.stackopts import add_data_dir, data_dir
+from labelstack_backend.cli.common import console
+from labelstack_backend.cli.stackopts import add_data_dir, data_dir, read_state
 from labelstack_backend.localstack import procs, state
 
 HELP = "stop the local stack that `labelstack up` runs from a data dir; the data stays"
@@ -21,10 +21,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     root = data_dir(args)
-    try:
-        current = state.read(root)
-    except state.StateError as exc:
-        raise CommandError(f"{exc}; stop the processes by hand, then delete the file") from None
+    current = read_state(root)
     if current is None:
         console.print(f"nothing is running from {root}")
         return 0

@@ -6,6 +6,9 @@ import argparse
 import os
 from pathlib import Path
 
+from labelstack_backend.cli.common import CommandError
+from labelstack_backend.localstack import state
+
 DATA_DIR_ENV = "LABELSTACK_DATA_DIR"
 DEFAULT_DATA_DIR = ".labelstack"
 
@@ -22,3 +25,11 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
 
 def data_dir(args: argparse.Namespace) -> Path:
     return Path(args.data_dir).expanduser().resolve()
+
+
+def read_state(root: Path) -> state.StackState | None:
+    """The running stack's state file, or None; an unreadable one is a one-line error."""
+    try:
+        return state.read(root)
+    except state.StateError as exc:
+        raise CommandError(f"{exc}; stop its processes by hand, then delete the file") from None

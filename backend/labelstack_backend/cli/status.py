@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from labelstack_backend.cli.common import CommandError, console
-from labelstack_backend.cli.stackopts import add_data_dir, data_dir
-from labelstack_backend.localstack import credentials, procs, state
+from labelstack_backend.cli.common import console
+from labelstack_backend.cli.stackopts import add_data_dir, data_dir, read_state
+from labelstack_backend.localstack import credentials, procs
 
 HELP = "show the local stack's processes, URLs and login"
 
@@ -19,10 +19,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     root = data_dir(args)
-    try:
-        current = state.read(root)
-    except state.StateError as exc:
-        raise CommandError(str(exc)) from None
+    current = read_state(root)
     if current is None or not procs.alive(current.supervisor):
         console.print(f"the local stack is not running from {root}")
         return 1
