@@ -212,7 +212,7 @@ def start_services(
         weights = "random demo weights" if demo else "its weights"
         started.append(
             (
-                sup.start(spec, partial(probes.http_ok, f"{spec.url}/health")),
+                sup.start(spec, partial(probes.backend_ready, spec.url)),
                 f"{spec.title}: loading {weights}",
             )
         )

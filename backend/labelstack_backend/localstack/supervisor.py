@@ -16,6 +16,7 @@ from pathlib import Path
 
 from labelstack_backend.localstack import procs
 from labelstack_backend.localstack.plan import ServiceSpec
+from labelstack_backend.localstack.probes import ProbeFailed
 from labelstack_backend.localstack.state import ProcessRecord
 
 Probe = Callable[[], bool]
@@ -102,14 +103,19 @@ class Supervisor:
         on_ready: Callable[[Running], None] = lambda _r: None,
         interval: float = 0.5,
     ) -> None:
-        """Until every process answers its probe; raise :class:`ServiceFailed` when one exits first."""
+        """Until every process answers its probe; raise :class:`ServiceFailed` when one exits first
+        or says it never will."""
         deadline = time.monotonic() + timeout
         while True:
             dead = self.exited()
             if dead is not None:
                 raise dead.failure()
             for r in self.running:
-                if not r.ready and r.probe():
+                try:
+                    ready = r.ready or r.probe()
+                except ProbeFailed as exc:
+                    raise ServiceFailed(r.name, f"{r.title} failed: {exc}; its log: {r.log}") from None
+                if ready and not r.ready:
                     r.ready = True
                     on_ready(r)
             waiting = [r for r in self.running if not r.ready]
