@@ -241,6 +241,13 @@ def test_ctrl_c_and_down_stop_everything_and_a_second_up_reuses_the_data(
     assert running is not None
     assert {r.name for r in running.processes} == {"redis", "label-studio", "segmentation", "sam"}
     assert all(procs.alive(r) for r in running.processes) and processes_of(stack.data_dir)
+    status = subprocess.run(
+        [labelstack(), "status", "--data-dir", str(stack.data_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert status.returncode == 0 and status.stderr.count(" up ") == 4, status.stderr
 
     # Ctrl-C: everything stops, the data stays.
     stack.up.proc.send_signal(signal.SIGINT)
@@ -273,5 +280,12 @@ def test_ctrl_c_and_down_stop_everything_and_a_second_up_reuses_the_data(
         assert again.proc.wait(60) == 0
         assert not any(procs.alive(r) for r in [second.supervisor, *second.processes])
         assert processes_of(stack.data_dir) == []
+        status = subprocess.run(
+            [labelstack(), "status", "--data-dir", str(stack.data_dir)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert status.returncode == 1 and "not running" in status.stderr
     finally:
         stop(again, stack.data_dir)
