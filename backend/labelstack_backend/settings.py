@@ -61,6 +61,8 @@ class Settings(BaseModel):
     half: bool | None = Field(None, validation_alias="LABELSTACK_HALF")  # None: fp16 on GPU only
     demo_model: bool = Field(False, validation_alias="LABELSTACK_DEMO_MODEL")
     score_threshold: float = Field(0.25, ge=0.0, le=1.0, validation_alias="LABELSTACK_SCORE_THRESHOLD")
+    # At most this many objects per image (ultralytics' max_det); the demo keeps a random model's few.
+    max_detections: PositiveInt = Field(300, validation_alias="LABELSTACK_MAX_DETECTIONS")
 
     # Segmentation (ultralytics YOLOv8-seg).
     seg_weights: str = Field("", validation_alias="LABELSTACK_SEG_WEIGHTS")

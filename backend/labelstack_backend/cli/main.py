@@ -6,14 +6,14 @@ import argparse
 import sys
 
 from labelstack_backend import __version__
-from labelstack_backend.cli import export, importer, serve
+from labelstack_backend.cli import down, export, importer, serve, status, up
 from labelstack_backend.cli.common import CommandError, console
 from labelstack_backend.errors import BackendError
 from labelstack_backend.logsetup import configure_logging
 from labelstack_backend.settings import SettingsError
 from labelstack_operator.labelstudio import LabelStudioError
 
-COMMANDS = (serve, importer, export)
+COMMANDS = (up, down, status, serve, importer, export)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -132,7 +132,7 @@ class SegmentationModel:
         return model
 
     def detect(
-        self, images: Sequence[Image.Image], *, conf: float, batch_size: int = 16
+        self, images: Sequence[Image.Image], *, conf: float, batch_size: int = 16, max_det: int = 300
     ) -> list[list[Detection]]:
         """Detections per image, in original image pixels; images go through in batches."""
         out: list[list[Detection]] = []
@@ -143,6 +143,7 @@ class SegmentationModel:
                     chunk,
                     imgsz=self.imgsz,
                     conf=conf,
+                    max_det=max_det,
                     device=self.device,
                     quantize=16 if self.half else None,
                     verbose=False,
@@ -304,7 +305,12 @@ class SegmentationPredictor:
                     continue
             inputs.append(img.image)
             sources.append((j, whole))
-        found = model.detect(inputs, conf=conf, batch_size=self.settings.batch_for(model.device))
+        found = model.detect(
+            inputs,
+            conf=conf,
+            batch_size=self.settings.batch_for(model.device),
+            max_det=self.settings.max_detections,
+        )
         seen: list[list[tiling.Seen]] = [[] for _ in images]
         for (j, win), dets in zip(sources, found, strict=True):
             seen[j].extend(tiling.to_image(d, win, images[j].width, images[j].height) for d in dets)
