@@ -21,7 +21,12 @@ os.environ.setdefault(
 
 import pytest
 
-pytest_plugins = ["tests.support.gcs_emulator", "tests.support.fixtures", "tests.support.shapes_model"]
+pytest_plugins = [
+    "tests.support.gcs_emulator",
+    "tests.support.fixtures",
+    "tests.support.shapes_model",
+    "tests.support.redis_server",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 

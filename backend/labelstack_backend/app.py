@@ -26,6 +26,8 @@ from labelstack_backend.service import BackendService
 log = logging.getLogger(__name__)
 
 OPEN_ROUTES = frozenset({"/health", "/"})
+# Probes and scrapes are not load: labelstack_inflight_requests counts the rest (autoscaling).
+UNCOUNTED_ROUTES = frozenset({*OPEN_ROUTES, "/metrics"})
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
@@ -66,11 +68,14 @@ def create_app(service: BackendService) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     auth = service.settings.basic_auth
-    collector = StateCollector(service.model_versions, service.jobs)
+    collector = StateCollector(service.model_versions, service.jobs, service.shared_cache_stats)
 
     @app.before_request
     def _before() -> Response | None:
         g.started = time.perf_counter()
+        if request.path not in UNCOUNTED_ROUTES:
+            metrics.INFLIGHT.inc()
+            g.inflight = True
         if auth and request.path not in OPEN_ROUTES and not _authorized(auth):
             resp = jsonify({"error": "authentication required"})
             resp.status_code = 401
@@ -84,6 +89,11 @@ def create_app(service: BackendService) -> Flask:
         metrics.REQUESTS.labels(route, str(resp.status_code)).inc()
         metrics.LATENCY.labels(route).observe(time.perf_counter() - g.get("started", time.perf_counter()))
         return resp
+
+    @app.teardown_request
+    def _teardown(_exc: BaseException | None) -> None:
+        if g.pop("inflight", False):
+            metrics.INFLIGHT.dec()
 
     @app.errorhandler(BackendError)
     def _backend_error(exc: BackendError) -> Response:

@@ -33,6 +33,30 @@ MODEL_LOAD_SECONDS = Gauge(
     "labelstack_model_load_seconds", "Time the model took to load", multiprocess_mode="max"
 )
 
+INFLIGHT = Gauge(
+    "labelstack_inflight_requests",
+    "Requests being served (health and metrics excluded); the per-pod signal for autoscaling",
+    multiprocess_mode="livesum",
+)
+
+# Scale-out (docs/scaling.md).
+REDIS_UP = Gauge(
+    "labelstack_redis_up",
+    "1 while Redis (coordination, shared caches) is reachable, 0 while it is not",
+    multiprocess_mode="livemin",
+)
+REDIS_ERRORS = Counter("labelstack_redis_errors_total", "Failed Redis calls by operation", ["operation"])
+MODEL_SWITCH_SECONDS = Histogram(
+    "labelstack_model_switch_seconds",
+    "From a new version's publication to this process serving it (model loading included)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+SAM_SHARED_CACHE_LOOKUPS = Counter(
+    "labelstack_sam_shared_cache_requests_total",
+    "Requests to the shared (Redis) embedding cache by outcome: hit, miss, put, error",
+    ["outcome"],
+)
+
 # Interactive SAM. Gauges sum over live workers: each worker holds its own cache.
 SAM_CACHE_BYTES = Gauge(
     "labelstack_sam_cache_bytes", "Bytes of image embeddings held in memory", multiprocess_mode="livesum"
@@ -78,15 +102,18 @@ SAM_PRECOMPUTE_RUNNING = Gauge(
 
 
 class StateCollector(Collector):
-    """Model versions and training state, read when scraped."""
+    """Model versions, training state and the shared cache, read when scraped (from Redis when
+    scaled out, so every replica reports the same truth)."""
 
     def __init__(
         self,
         versions: Callable[[], dict[str, str]],
         jobs: Callable[[], Iterable[JobState]],
+        shared_cache: Callable[[], tuple[int, int, int] | None] = lambda: None,
     ) -> None:
         self._versions = versions
         self._jobs = jobs
+        self._shared_cache = shared_cache  # (entries, bytes, max bytes) of SAM's Redis cache
 
     def collect(self) -> Iterator[Metric]:
         info = GaugeMetricFamily(
@@ -117,6 +144,22 @@ class StateCollector(Collector):
             if job.loss is not None:
                 loss.add_metric([job.project], job.loss)
         yield from (status, epoch, epochs, loss, runs)
+        shared = self._shared_cache()
+        if shared is not None:
+            entries, size, bound = shared
+            yield GaugeMetricFamily(
+                "labelstack_sam_shared_cache_entries", "Embeddings in the shared (Redis) cache", value=entries
+            )
+            yield GaugeMetricFamily(
+                "labelstack_sam_shared_cache_bytes",
+                "Bytes of the shared (Redis) embedding cache, as counted (an upper bound)",
+                value=size,
+            )
+            yield GaugeMetricFamily(
+                "labelstack_sam_shared_cache_max_bytes",
+                "Bound of the shared embedding cache (LABELSTACK_SAM_REDIS_BYTES)",
+                value=bound,
+            )
 
 
 def render(collectors: Iterable[Collector]) -> bytes:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labelstack_backend import metrics
+from labelstack_backend.coordination.link import OFF, LinkStatus, RedisLink, RedisUnavailable
 from labelstack_backend.errors import BadRequest, ModelLoadError, NotReady, UnknownProject
 from labelstack_backend.labelconfig import LabelConfig, parse_label_config
 from labelstack_backend.predictors.base import PredictCall, Predictor
@@ -51,11 +52,16 @@ class ProjectInfo:
 
 class BackendService:
     def __init__(
-        self, settings: Settings, predictor: Predictor, trainer: TrainingManager | None = None
+        self,
+        settings: Settings,
+        predictor: Predictor,
+        trainer: TrainingManager | None = None,
+        link: RedisLink | None = None,
     ) -> None:
         self.settings = settings
         self.predictor = predictor
         self.trainer = trainer
+        self.link = link
         self.state = ModelState.LOADING
         self.reason = ""
         self.started_at = time.time()
@@ -114,7 +120,15 @@ class BackendService:
             body["model_version"] = self.predictor.model_version(None)
         if self.reason:
             body["reason"] = self.reason
+        # Redis down degrades coordination, not serving: still 200, so that Kubernetes keeps
+        # routing to every replica (a 503 here would take them all out at once).
+        redis = self.redis_status()
+        body["redis"] = redis.to_json()
+        body["degraded"] = redis.degraded
         return (200 if self.state is ModelState.READY else 503), body
+
+    def redis_status(self) -> LinkStatus:
+        return self.link.status() if self.link is not None else OFF
 
     def setup(self, req: SetupRequest) -> dict[str, Any]:
         config = parse_label_config(req.label_config)
@@ -175,7 +189,11 @@ class BackendService:
                 }
             if event.cancelled:
                 return 200, {"status": "ignored", "reason": "skipped annotations do not count"}
-            decision_or_none = self.trainer.on_annotations(event.project, event.annotation_count, ls)
+            try:
+                decision_or_none = self.trainer.on_annotations(event.project, event.annotation_count, ls)
+            except RedisUnavailable as exc:  # the next START_TRAINING still sees every annotation
+                log.warning("annotation of project %s not counted: %s", event.project, exc.reason)
+                return 200, {"status": "not_counted", "reason": exc.reason}
             if decision_or_none is None:
                 return 200, {"status": "counted"}
             return 201, {"status": decision_or_none.status, "job": decision_or_none.state.to_json()}
@@ -193,7 +211,10 @@ class BackendService:
             "model_version": self.predictor.model_version(project),
         }
         if project and self.trainer is not None:
-            body["training"] = self.trainer.state(project).to_json()
+            try:
+                body["training"] = self.trainer.state(project).to_json()
+            except RedisUnavailable as exc:
+                body["training"] = {"project": project, "status": "unknown", "reason": exc.reason}
         return body
 
     # -- helpers -------------------------------------------------------------
@@ -237,7 +258,20 @@ class BackendService:
             out[project] = self.predictor.model_version(project)
         return out
 
+    def shared_cache_stats(self) -> tuple[int, int, int] | None:
+        shared = getattr(self.predictor, "shared", None)
+        if shared is None:
+            return None
+        try:
+            stats = shared.stats()
+        except RedisUnavailable:
+            return None
+        return stats.entries, stats.bytes, stats.max_bytes
+
     def jobs(self) -> list[JobState]:
         if self.trainer is None:
             return []
-        return self.trainer.store.all()
+        try:
+            return self.trainer.store.all()
+        except RedisUnavailable:
+            return []  # labelstack_redis_up says why

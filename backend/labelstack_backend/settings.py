@@ -107,14 +107,33 @@ class Settings(BaseModel):
     train_timeout: float = Field(6 * 3600.0, gt=0, validation_alias="LABELSTACK_TRAIN_TIMEOUT")
     train_extra: str = Field("", validation_alias="LABELSTACK_TRAIN_EXTRA")  # JSON of ultralytics args
 
-    # Scale-out.
+    # Scale-out (docs/scaling.md): Redis coordinates replicas; models on shared storage.
     redis_url: str = Field("", validation_alias="REDIS_URL")
+    redis_password: str = Field("", validation_alias="REDIS_PASSWORD")
+    # Keys of one backend's replicas; two backends sharing a Redis need different prefixes.
+    redis_prefix: str = Field("labelstack", min_length=1, validation_alias="LABELSTACK_REDIS_PREFIX")
+    redis_timeout: float = Field(0.5, gt=0, validation_alias="LABELSTACK_REDIS_TIMEOUT")
+    # Where fine-tuned versions live: MODEL_DIR (a ReadWriteMany volume when scaled out) or gs://.
+    model_store: str = Field("", validation_alias="LABELSTACK_MODEL_STORE")
+    # How often a replica re-reads the serving versions, for announcements it missed.
+    version_poll_seconds: float = Field(10.0, gt=0, validation_alias="LABELSTACK_VERSION_POLL_SECONDS")
+    train_lock_ttl: float = Field(60.0, ge=1, validation_alias="LABELSTACK_TRAIN_LOCK_TTL")
+    # SAM's shared embedding cache in Redis (0 turns it off).
+    sam_redis_bytes: int = Field(512 * 1024**2, ge=0, validation_alias="LABELSTACK_SAM_REDIS_BYTES")
+    sam_redis_ttl: int = Field(86400, ge=1, validation_alias="LABELSTACK_SAM_REDIS_TTL")
 
     @model_validator(mode="after")
     def _check_tiles(self) -> Settings:
         if self.tiling and self.tile_overlap >= self.tile_size:
             raise ValueError("LABELSTACK_TILE_OVERLAP must be smaller than LABELSTACK_TILE_SIZE")
         return self
+
+    @field_validator("model_store")
+    @classmethod
+    def _model_store(cls, v: str) -> str:
+        if v and not (v.startswith("gs://") and len(v) > len("gs://")):
+            raise ValueError("LABELSTACK_MODEL_STORE must be gs://bucket[/prefix], or empty for MODEL_DIR")
+        return v.rstrip("/")
 
     @field_validator("label_studio_url")
     @classmethod

@@ -13,12 +13,15 @@ import logging
 from flask import Flask
 
 from labelstack_backend.app import create_app
+from labelstack_backend.coordination.blobcache import RedisBlobCache
+from labelstack_backend.coordination.link import coordination_link
+from labelstack_backend.coordination.versions import VersionBus
 from labelstack_backend.errors import ModelLoadError
 from labelstack_backend.imagecache import DiskCache
 from labelstack_backend.images import ImageLoader
 from labelstack_backend.logsetup import configure_logging
 from labelstack_backend.predictors.base import Predictor
-from labelstack_backend.registry import ModelRegistry
+from labelstack_backend.registry import open_registry
 from labelstack_backend.service import BackendService
 from labelstack_backend.settings import PredictorKind, Settings, SettingsError
 from labelstack_backend.training.manager import TrainingManager
@@ -38,18 +41,28 @@ def build_service(settings: Settings) -> BackendService:
         timeout=settings.image_timeout,
         cache=DiskCache(settings.image_cache_path, settings.image_cache_bytes),
     )
+    # Scaled out: one Redis link per process for coordination and shared caches (docs/scaling.md).
+    link = coordination_link(settings) if settings.redis_url else None
     predictor: Predictor
     trainer: TrainingManager | None = None
     if settings.predictor is PredictorKind.SAM:
         from labelstack_backend.predictors.sam import SamPredictor
 
-        predictor = SamPredictor(settings, loader)
+        shared = (
+            RedisBlobCache(link, "sam-embeddings", settings.sam_redis_bytes, settings.sam_redis_ttl)
+            if link is not None and settings.sam_redis_bytes > 0
+            else None
+        )
+        predictor = SamPredictor(settings, loader, shared)
     else:
         from labelstack_backend.predictors.segmentation import SegmentationPredictor
 
-        predictor = SegmentationPredictor(settings, ModelRegistry(settings.model_dir_resolved), loader)
-        trainer = TrainingManager(job_store(settings), train_every=settings.train_every)
-    return BackendService(settings, predictor, trainer)
+        bus = VersionBus(link) if link is not None else None
+        predictor = SegmentationPredictor(settings, open_registry(settings), loader, bus)
+        trainer = TrainingManager(job_store(settings, link), train_every=settings.train_every)
+    if link is not None:
+        link.start_monitor()
+    return BackendService(settings, predictor, trainer, link)
 
 
 def create_app_from_env() -> Flask:

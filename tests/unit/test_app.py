@@ -155,6 +155,32 @@ def test_metrics(served):
     assert "labelstack_request_seconds_bucket" in text
 
 
+def test_one_replica_without_redis_is_not_degraded(served):
+    _, client, _, _ = served
+    body = client.get("/health").json
+    assert body["degraded"] is False and body["redis"] == {"status": "off"}
+
+
+def test_inflight_requests_count_work_but_not_probes(served, monkeypatch):
+    from labelstack_backend import metrics
+
+    service, client, _, images = served
+    seen = []
+    original = service.predict
+
+    def predict(req):
+        seen.append(metrics.INFLIGHT._value.get())
+        return original(req)
+
+    monkeypatch.setattr(service, "predict", predict)
+    body = {"tasks": [{"id": 1, "data": {"image": str(images / "wide.jpg")}}], "label_config": CONFIG}
+    assert client.post("/predict", json=body).status_code == 200
+    client.get("/health")
+    client.get("/metrics")
+    assert seen == [1.0], "the /predict in progress counted"
+    assert metrics.INFLIGHT._value.get() == 0, "and nothing is left counted, probes and scrapes included"
+
+
 def test_basic_auth_guards_everything_but_health(tmp_path):
     service = make_service(tmp_path, BASIC_AUTH_USER="u", BASIC_AUTH_PASS="p")
     client = create_app(service).test_client()

@@ -3,8 +3,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 from labelstack_backend.registry import ModelRegistry
+from labelstack_backend.training.job import Heartbeat
 from labelstack_backend.training.manager import STALE_AFTER, TrainingManager, is_stale
 from labelstack_backend.training.state import FileJobStore, JobState, JobStatus
 
@@ -40,14 +42,16 @@ def test_training_lock_is_exclusive_and_freed_when_its_process_dies(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys,time; from pathlib import Path; from labelstack_backend.training.state import FileJobStore;"
-         f"l=FileJobStore(Path({str(tmp_path)!r})).try_lock('child', 60); print('locked', flush=True); time.sleep(60)"],
+         f"l=FileJobStore(Path({str(tmp_path)!r})).try_lock('1', 'child', 60); print('locked', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE,
     )  # fmt: skip
     assert holder.stdout is not None and holder.stdout.readline().strip() == b"locked"
-    assert store.try_lock("me", 60) is None
+    # One lock per MODEL_DIR: another project waits too (trainings take turns on one machine).
+    assert store.try_lock("1", "me", 60) is None
+    assert store.try_lock("2", "me", 60) is None
     holder.kill()
     holder.wait()
-    lease = store.try_lock("me", 60)
+    lease = store.try_lock("1", "me", 60)
     assert lease is not None
     lease.release()
 
@@ -67,7 +71,7 @@ class FakeChild:
         return self.returncode
 
 
-def test_a_second_request_is_folded_into_the_running_job(tmp_path):
+def test_a_request_while_queued_is_folded_in_and_one_while_running_runs_once_more(tmp_path):
     store = FileJobStore(tmp_path)
     spawned = []
 
@@ -80,6 +84,12 @@ def test_a_second_request_is_folded_into_the_running_job(tmp_path):
     second = mgr.request("7", "button again")
     assert first.started and not second.started and second.status == "already_running"
     assert len(spawned) == 1 and spawned[0][1]["LABELSTACK_JOB_LS_URL"] == "http://ls"
+    # Still queued: the job has not read the annotations yet, so it covers this request.
+    assert store.get("7").status is JobStatus.QUEUED and not store.get("7").pending
+    # Running: the annotations were read already, so one more run is owed.
+    store.update("7", lambda s: replace(s, status=JobStatus.RUNNING))
+    third = mgr.request("7", "button once more")
+    assert not third.started and len(spawned) == 1
     assert store.get("7").pending
 
 
@@ -113,3 +123,13 @@ def test_stale_states_are_detected():
     assert is_stale(JobState("1", status=JobStatus.RUNNING, updated_at=now - STALE_AFTER - 1), now)
     assert not is_stale(JobState("1", status=JobStatus.RUNNING, updated_at=now), now)
     assert not is_stale(JobState("1", status=JobStatus.DONE, updated_at=0), now)
+
+
+def test_a_heartbeat_restores_a_lost_state_but_never_reopens_a_finished_job(tmp_path):
+    store = FileJobStore(tmp_path)
+    store.update("1", lambda s: replace(s, status=JobStatus.DONE, version="v1"))
+    Heartbeat(store, "1", JobStatus.RUNNING).beat()
+    assert store.get("1").status is JobStatus.DONE
+    (tmp_path / "projects" / "1" / "job.json").unlink()  # what a Redis restarted empty leaves
+    Heartbeat(store, "1", JobStatus.RUNNING).beat()
+    assert store.get("1").status is JobStatus.RUNNING

@@ -201,6 +201,7 @@ def backend_spec(
         "YOLO_CONFIG_DIR": str(layout.root / "ultralytics"),
         "PYTHONUNBUFFERED": "1",
         "REDIS_URL": redis_url or "",
+        "LABELSTACK_REDIS_PREFIX": f"labelstack:local:{kind}",
         "GUNICORN_GRACEFUL_TIMEOUT": "5",
     }
     defaults: dict[str, str] = {}

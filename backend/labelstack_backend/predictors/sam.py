@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from labelstack_backend.coordination.blobcache import RedisBlobCache
 from labelstack_backend.errors import BadRequest, ImageError, NotReady
 from labelstack_backend.images import ImageLoader
 from labelstack_backend.labelconfig import Control, LabelConfig
@@ -35,6 +36,7 @@ from labelstack_backend.sam.embeddings import Embedding, EmbeddingService, new_c
 from labelstack_backend.sam.model import SamModel, sam_weights
 from labelstack_backend.sam.precompute import PRECOMPUTE_ACTION, Precomputer, Warmer
 from labelstack_backend.sam.prompts import check_frame, parse_context
+from labelstack_backend.sam.shared import SharedEmbeddings
 from labelstack_backend.settings import Settings
 from labelstack_operator.labelstudio import LabelStudioClient
 
@@ -49,12 +51,12 @@ class SamPredictor:
         self,
         settings: Settings,
         loader: ImageLoader,
-        second_level: SecondLevel[Embedding] | None = None,
+        shared: RedisBlobCache | None = None,
     ) -> None:
         self.settings = settings
         self.loader = loader
         self.weights = sam_weights(settings)  # fails the boot when the weights cannot work
-        self.second_level = second_level
+        self.shared = shared  # the replicas' shared embeddings (Redis), behind this process's LRU
         self.model: SamModel | None = None
         self.embeddings: EmbeddingService | None = None
         self.precomputer: Precomputer | None = None
@@ -65,7 +67,10 @@ class SamPredictor:
 
     def use_model(self, model: SamModel) -> None:
         """Serve ``model``, with a fresh embedding cache (tests hand in their own models)."""
-        cache = new_cache(self.settings.sam_cache_bytes, self.second_level)
+        second: SecondLevel[Embedding] | None = (
+            SharedEmbeddings(self.shared, model.device) if self.shared is not None else None
+        )
+        cache = new_cache(self.settings.sam_cache_bytes, second)
         self.embeddings = EmbeddingService(model.encode, self.loader, cache, model.version)
         self.precomputer = Precomputer(self.embeddings, polygons=self.settings.sam_polygon)
         self.warmer = Warmer(self.embeddings)

@@ -25,7 +25,8 @@ from typing import Any
 import yaml
 from PIL import Image
 
-from labelstack_backend import runtime, tiling
+from labelstack_backend import metrics, runtime, tiling
+from labelstack_backend.coordination.versions import Announcement, VersionBus
 from labelstack_backend.errors import ImageError, ModelLoadError
 from labelstack_backend.geometry import Letterbox, unletterbox_mask
 from labelstack_backend.images import ImageLoader, LoadedImage
@@ -39,12 +40,14 @@ from labelstack_backend.labelconfig import (
 )
 from labelstack_backend.predictors.base import PredictCall, task_image_value
 from labelstack_backend.regions import Detection, detections_to_regions, failed_prediction, prediction
-from labelstack_backend.registry import ModelRegistry, file_digest, safe_name
+from labelstack_backend.registry import ModelStore, file_digest, safe_name
 from labelstack_backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MAX_LOADED_MODELS = 4
+# A version that failed to load (missing, unreadable) is tried again after this long.
+RETRY_FAILED_VERSION_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -175,15 +178,29 @@ def _detections(result: Any) -> list[Detection]:
 
 
 class SegmentationModels:
-    """The base model plus each project's fine-tuned versions, loaded on demand."""
+    """The base model plus each project's fine-tuned versions, loaded on demand.
 
-    def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
+    Which version serves a project is decided here, and only switched once the
+    new model is loaded, so a switch never fails or stalls a prediction:
+
+    * one replica with models under MODEL_DIR: every request reads the
+      registry's ``current`` file (a local read of a few bytes);
+    * scaled out (Redis, or models in ``gs://``): requests use what this process
+      serves, and :class:`VersionFollower` switches it when a new version is
+      announced, or when a poll finds the pointer moved (a missed announcement).
+    """
+
+    def __init__(self, settings: Settings, registry: ModelStore) -> None:
         self.settings = settings
         self.registry = registry
         self.source = base_weights(settings)
         self.device = runtime.resolve_device(settings.device)
         self.half = runtime.use_half(self.device, settings.half)
         self.base: SegmentationModel | None = None
+        self.per_request = registry.local_pointer and not settings.redis_url
+        self._serving: dict[str, str] = {}  # project -> fine-tuned version served ("": the base model)
+        self._seen: dict[str, str] = {}  # project -> the registry's pointer as last switched to
+        self._failed: dict[str, float] = {}  # version -> when it last failed to load
         self._loaded: OrderedDict[str, SegmentationModel] = OrderedDict()
         self._lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}
@@ -211,36 +228,103 @@ class SegmentationModels:
         """What fine-tuning starts from: the base weights, or its config for a demo model."""
         return self.source.value
 
+    # -- which version serves ----------------------------------------------------
+    def serving_projects(self) -> list[str]:
+        with self._lock:
+            return sorted(self._serving)
+
     def version_for(self, project: str | None) -> str:
+        """The version a prediction for ``project`` carries (answered without loading a model)."""
         if project:
-            name = self.registry.current_name(project)
+            name = None if self.per_request else self._serving.get(project)
+            if name is None:
+                name = self.registry.current_name(project) or ""
             if name:
                 return name
         if self.base is None:
             return self.base_version()
         return self.base.version
 
+    def _serving_name(self, project: str) -> str:
+        if self.per_request or project not in self._serving:
+            self.observe(project, self.registry.current_name(project) or "")
+        return self._serving.get(project, "")
+
+    def observe(self, project: str, name: str, *, published_at: float | None = None) -> bool:
+        """The registry points ``project`` at ``name`` (a request, a poll, an announcement): load it,
+        then serve it. The old version serves meanwhile; a version that cannot be loaded is
+        logged and not switched to, and is tried again at the next observation."""
+        with self._lock:
+            if self._seen.get(project) == name and project in self._serving:
+                return False
+            failed_at = self._failed.get(name)
+        if failed_at is not None and time.monotonic() - failed_at < RETRY_FAILED_VERSION_SECONDS:
+            return False
+        try:
+            loaded = not name or self._model(project, name) is not None
+        except Exception as exc:  # unreadable weights: keep serving what works
+            reason = exc.reason if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
+            log.error("project %s: not switching to %s: %s", project, name, reason)
+            loaded = False
+        if not loaded:
+            with self._lock:
+                self._failed[name] = time.monotonic()  # not on every request
+            return False
+        with self._lock:
+            old = self._serving.get(project)
+            self._serving[project] = name
+            self._seen[project] = name
+        if old is not None and old != name:
+            waited = f" {time.time() - published_at:.2f} s after its publication" if published_at else ""
+            if published_at:
+                metrics.MODEL_SWITCH_SECONDS.observe(max(0.0, time.time() - published_at))
+            log.info(
+                "project %s now serves %s (was %s)%s",
+                project,
+                name or "the base model",
+                old or "base",
+                waited,
+            )
+        return old != name
+
+    def resync(self) -> None:
+        """Re-read the pointer of every project this process serves (for missed announcements)."""
+        for project in self.serving_projects():
+            try:
+                name = self.registry.current_name(project) or ""
+            except Exception as exc:  # the store may be briefly unreachable; the next poll tries again
+                log.warning("could not read the serving version of project %s: %s", project, exc)
+                continue
+            with self._lock:
+                if self._seen.get(project) == name:
+                    continue
+            self.observe(project, name)
+
     def model_for(self, project: str | None) -> SegmentationModel:
         base = self.base
         if base is None:
             raise ModelLoadError("the segmentation model is not loaded yet")
-        name = self.registry.current_name(project) if project else None
+        name = self._serving_name(project) if project else ""
         if not name:
             return base
+        return self._model(project or "", name) or base
+
+    def _model(self, project: str, name: str) -> SegmentationModel | None:
+        """Version ``name``, loaded once per process even when requests race; None if it is missing."""
         with self._lock:
             model = self._loaded.get(name)
             if model is not None:
                 self._loaded.move_to_end(name)
                 return model
             load_lock = self._load_locks.setdefault(name, threading.Lock())
-        with load_lock:  # one load per version even when requests race
+        with load_lock:
             with self._lock:
                 if name in self._loaded:
                     return self._loaded[name]
-            version = self.registry.get(project or "", name)
+            version = self.registry.get(project, name)
             if version is None:
-                log.error("project %s points at missing version %s; serving the base model", project, name)
-                return base
+                log.error("project %s points at missing version %s; not switching to it", project, name)
+                return None
             model = SegmentationModel.load(
                 str(version.path), name, device=self.device, half=self.half, imgsz=self.settings.imgsz
             )
@@ -251,6 +335,44 @@ class SegmentationModels:
             return model
 
 
+class VersionFollower:
+    """Keeps a scaled-out process on the current versions: announcements through Redis switch it
+    within about a model load; a poll every ``LABELSTACK_VERSION_POLL_SECONDS`` catches what
+    was missed (Redis down, a reconnect), and so bounds the switch time without Redis."""
+
+    def __init__(self, models: SegmentationModels, bus: VersionBus | None, poll_seconds: float) -> None:
+        self.models = models
+        self.bus = bus
+        self.poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        targets: list[tuple[str, Any]] = [("version-poll", self._poll)]
+        if self.bus is not None:
+            targets.append(("version-listen", self._listen))
+        for name, target in targets:
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _announced(self, announcement: Announcement) -> None:
+        self.models.observe(
+            announcement.project, announcement.version, published_at=announcement.published_at
+        )
+
+    def _listen(self) -> None:
+        assert self.bus is not None
+        self.bus.listen(self._announced, self.models.resync, self._stop)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            self.models.resync()
+
+
 class SegmentationPredictor:
     """Tasks in, Label Studio predictions out, for every task of the request at once."""
 
@@ -258,11 +380,22 @@ class SegmentationPredictor:
     interactive = False
     control_types = (POLYGON, BRUSH, RECTANGLE)
 
-    def __init__(self, settings: Settings, registry: ModelRegistry, loader: ImageLoader) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ModelStore,
+        loader: ImageLoader,
+        bus: VersionBus | None = None,
+    ) -> None:
         self.settings = settings
         self.models = SegmentationModels(settings, registry)
         self.registry = registry
         self.loader = loader
+        self.follower = (
+            None
+            if self.models.per_request
+            else VersionFollower(self.models, bus, settings.version_poll_seconds)
+        )
         self.tiling = (
             tiling.TilingOptions(
                 settings.tile_size, settings.tile_overlap, settings.tile_min_size, settings.tile_full_pass
@@ -273,6 +406,8 @@ class SegmentationPredictor:
 
     def load(self) -> None:
         self.models.load_base()
+        if self.follower is not None:
+            self.follower.start()
 
     def check_config(self, config: LabelConfig) -> None:
         require_controls(config, self.control_types, "segmentation")

@@ -2,10 +2,13 @@
 
 A separate process keeps training off the web workers (a crash or an out-of-memory
 kill cannot take a worker down) and lets it outlive the request that started it.
-It waits for the backend-wide training lock (one training at a time), fetches the
-project's finished annotations, builds a YOLO-seg dataset, trains, publishes the
-new version and records every step in the shared job state. If another training
-was asked for meanwhile (``pending``), it runs again once.
+It waits for the training lock (one training at a time: per MODEL_DIR on one
+machine, per project across replicas with Redis), fetches the project's
+finished annotations, builds a YOLO-seg dataset, trains, publishes the new
+version, announces it to every replica and records every step in the shared
+job state. If another training was asked for meanwhile (``pending``), it runs
+again once. A job that loses its lock (it expired during a Redis outage and
+another replica took it) stops at the next epoch and publishes nothing.
 
 Exit codes: 0 done, 1 failed (the reason is in the job state), 2 bad arguments.
 """
@@ -20,9 +23,12 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from labelstack_backend.coordination.link import RedisUnavailable, coordination_link
+from labelstack_backend.coordination.versions import VersionBus
 from labelstack_backend.errors import BackendError, TrainingError
 from labelstack_backend.formats.annotations import labeled_images
 from labelstack_backend.formats.yolo import write_dataset
@@ -31,7 +37,7 @@ from labelstack_backend.images import ImageLoader
 from labelstack_backend.labelconfig import BRUSH, POLYGON, parse_label_config
 from labelstack_backend.logsetup import configure_logging
 from labelstack_backend.predictors.segmentation import SegmentationModels
-from labelstack_backend.registry import ModelRegistry
+from labelstack_backend.registry import open_registry
 from labelstack_backend.settings import Settings
 from labelstack_backend.training.dataset import annotated_tasks, project_label_config
 from labelstack_backend.training.fit import EpochProgress, fit
@@ -42,20 +48,39 @@ from labelstack_operator.labelstudio import LabelStudioClient, LabelStudioError
 log = logging.getLogger("labelstack.training")
 
 HEARTBEAT_SECONDS = 10.0
-LOCK_TTL_SECONDS = 60.0
+# How long a job waits for an unreachable Redis before giving up (while queued or finishing).
+REDIS_PATIENCE_SECONDS = 300.0
 # Label Studio access for the job: the backend's own settings, or what /setup gave it.
 ENV_LS_URL = "LABELSTACK_JOB_LS_URL"
 ENV_LS_TOKEN = "LABELSTACK_JOB_LS_TOKEN"  # noqa: S105 - a variable name, not a secret
 
 
+class LockLost(TrainingError):
+    """Another job holds this project's training lock now: stop, publish nothing."""
+
+
 class Heartbeat:
     """Keeps the lock and the job state fresh while the job runs, so that a job
-    that died can be told from one that is slow."""
+    that died can be told from one that is slow.
 
-    def __init__(self, store: JobStore, project: str, lease: TrainingLease | None = None) -> None:
+    A state that Redis lost (it restarted empty, so it reads as idle) is written
+    back as ``status``; a lock that another owner took sets :attr:`lost`.
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        project: str,
+        status: JobStatus,
+        lease: TrainingLease | None = None,
+        interval: float = HEARTBEAT_SECONDS,
+    ) -> None:
         self.store = store
         self.project = project
+        self.status = status
         self.lease = lease
+        self.interval = interval
+        self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
@@ -67,14 +92,62 @@ class Heartbeat:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def _run(self) -> None:
-        while not self._stop.wait(HEARTBEAT_SECONDS):
-            if self.lease is not None and not self.lease.renew():
-                log.error("lost the training lock; another replica may start training")
+    def check(self) -> None:
+        if self.lost.is_set():
+            raise LockLost(
+                "another replica took this project's training lock (it expired while Redis was "
+                "unreachable); this run stopped without publishing"
+            )
+
+    def beat(self) -> None:
+        if self.lease is not None:
             try:
-                self.store.update(self.project, lambda s: s)
-            except Exception as exc:  # the store may be briefly unreachable
-                log.warning("heartbeat failed: %s", exc)
+                if not self.lease.renew():
+                    log.error("lost the training lock of project %s to another job", self.project)
+                    self.lost.set()
+            except RedisUnavailable as exc:  # nobody can take it while Redis is down either
+                log.warning("could not renew the training lock: %s", exc.reason)
+        status = self.status
+        try:
+            # IDLE is what a state lost by Redis reads as; a finished state must stay finished.
+            self.store.update(
+                self.project, lambda s: replace(s, status=status) if s.status is JobStatus.IDLE else s
+            )
+        except Exception as exc:  # the store may be briefly unreachable
+            log.warning("heartbeat failed: %s", exc)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.beat()
+
+
+def record(
+    store: JobStore,
+    project: str,
+    change: Callable[[JobState], JobState],
+    patience: float = REDIS_PATIENCE_SECONDS,
+) -> JobState | None:
+    """Write a step that must not be lost (queued, done, failed), waiting out a Redis outage."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return store.update(project, change)
+        except RedisUnavailable as exc:
+            if time.monotonic() > deadline:
+                log.error("could not record the job state of project %s: %s", project, exc.reason)
+                return None
+            time.sleep(1.0)
+
+
+def announce(settings: Settings, project: str, version: str) -> None:
+    """Tell the other replicas now rather than at their next poll."""
+    if not settings.redis_url:
+        return
+    link = coordination_link(settings)
+    try:
+        VersionBus(link).announce(project, version)
+    finally:
+        link.close()
 
 
 def _label_studio(settings: Settings) -> LabelStudioClient:
@@ -87,9 +160,14 @@ def _label_studio(settings: Settings) -> LabelStudioClient:
     return LabelStudioClient(url, token, timeout=60)
 
 
-def train_once(settings: Settings, project: str, store: JobStore) -> JobState:
-    """Fetch, convert, train, publish. Raises on failure; the caller records it."""
-    registry = ModelRegistry(settings.model_dir_resolved)
+def train_once(
+    settings: Settings, project: str, store: JobStore, still_ours: Callable[[], None] = lambda: None
+) -> JobState | None:
+    """Fetch, convert, train, publish. Raises on failure; the caller records it.
+
+    ``still_ours`` raises when the training lock was lost; it is asked at every epoch and
+    right before publishing."""
+    registry = open_registry(settings)
     models = SegmentationModels(settings, registry)
     ls = _label_studio(settings)
     config = parse_label_config(project_label_config(ls, project))
@@ -114,7 +192,11 @@ def train_once(settings: Settings, project: str, store: JobStore) -> JobState:
     extra = json.loads(settings.train_extra) if settings.train_extra else {}
 
     def on_epoch(p: EpochProgress) -> None:
-        store.update(project, lambda s: replace(s, epoch=p.epoch, epochs=p.epochs, loss=p.loss))
+        still_ours()
+        try:
+            store.update(project, lambda s: replace(s, epoch=p.epoch, epochs=p.epochs, loss=p.loss))
+        except RedisUnavailable as exc:  # progress is best effort; the training goes on
+            log.warning("could not record epoch %d: %s", p.epoch, exc.reason)
 
     with registry.scratch(project) as work:
         summary = write_dataset(images, class_names, work / "dataset", lambda v: loader.dataset_bytes(v, ls))
@@ -131,6 +213,7 @@ def train_once(settings: Settings, project: str, store: JobStore) -> JobState:
             on_epoch=on_epoch,
             extra=extra,
         )
+        still_ours()
         version = registry.publish(
             project,
             result.weights,
@@ -148,25 +231,46 @@ def train_once(settings: Settings, project: str, store: JobStore) -> JobState:
             },
         )
     log.info("project %s: published %s", project, version.name)
-    return store.update(
+    announce(settings, project, version.name)
+    return record(
+        store,
         project,
         lambda s: replace(s, status=JobStatus.DONE, version=version.name, finished_at=time.time(), reason=""),
     )
 
 
+def wait_for_lock(settings: Settings, project: str, store: JobStore, owner: str) -> TrainingLease | None:
+    """Wait our turn; None when the lock could not be asked for (Redis gone for too long)."""
+    unreachable_since: float | None = None
+    with Heartbeat(store, project, JobStatus.QUEUED):
+        while True:
+            try:
+                lease = store.try_lock(project, owner, settings.train_lock_ttl)
+                unreachable_since = None
+            except RedisUnavailable as exc:
+                unreachable_since = unreachable_since or time.monotonic()
+                if time.monotonic() - unreachable_since > REDIS_PATIENCE_SECONDS:
+                    log.error("giving up on project %s: %s", project, exc.reason)
+                    return None
+                lease = None
+            if lease is not None:
+                return lease
+            time.sleep(1.0)
+
+
 def run(settings: Settings, project: str, store: JobStore) -> int:
     owner = f"{socket.gethostname()}:{os.getpid()}"
-    store.update(project, lambda s: replace(s, status=JobStatus.QUEUED, extra={**s.extra, "owner": owner}))
-    lease = None
-    with Heartbeat(store, project):
-        while lease is None:  # one training at a time: wait our turn
-            lease = store.try_lock(owner, LOCK_TTL_SECONDS)
-            if lease is None:
-                time.sleep(1.0)
+    queued = record(
+        store, project, lambda s: replace(s, status=JobStatus.QUEUED, extra={**s.extra, "owner": owner})
+    )
+    lease = wait_for_lock(settings, project, store, owner) if queued is not None else None
+    if lease is None:
+        return 1
     code = 0
     try:
         while True:
-            store.update(
+            record(
+                store,
                 project,
                 lambda s: replace(
                     s,
@@ -182,8 +286,12 @@ def run(settings: Settings, project: str, store: JobStore) -> int:
                 ),
             )
             try:
-                with Heartbeat(store, project, lease):
-                    train_once(settings, project, store)
+                with Heartbeat(store, project, JobStatus.RUNNING, lease) as heartbeat:
+                    train_once(settings, project, store, heartbeat.check)
+            except LockLost as exc:
+                # The state is the new holder's now: say it in the log only.
+                log.error("training of project %s stopped: %s", project, exc.reason)
+                return 1
             except (BackendError, LabelStudioError) as exc:
                 reason = exc.reason if isinstance(exc, BackendError) else str(exc)
                 _fail(store, project, reason)
@@ -192,17 +300,24 @@ def run(settings: Settings, project: str, store: JobStore) -> int:
                 log.exception("training of project %s crashed", project)
                 _fail(store, project, f"{type(exc).__name__}: {exc}")
                 code = 1
-            if not store.get(project).pending:
+            try:
+                pending = store.get(project).pending
+            except RedisUnavailable:
+                pending = False  # asked-for runs are not lost: the next request starts one
+            if not pending:
                 return code
             log.info("project %s: more training was asked for while training; running again", project)
     finally:
-        lease.release()
+        try:
+            lease.release()
+        except RedisUnavailable as exc:  # it expires by itself
+            log.warning("could not release the training lock: %s", exc.reason)
 
 
 def _fail(store: JobStore, project: str, reason: str) -> None:
     log.error("training of project %s failed: %s (the serving model is unchanged)", project, reason)
-    store.update(
-        project, lambda s: replace(s, status=JobStatus.FAILED, reason=reason, finished_at=time.time())
+    record(
+        store, project, lambda s: replace(s, status=JobStatus.FAILED, reason=reason, finished_at=time.time())
     )
 
 
@@ -213,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     Path(settings.model_dir_resolved).mkdir(parents=True, exist_ok=True)
-    return run(settings, args.project, job_store(settings))
+    link = coordination_link(settings) if settings.redis_url else None
+    return run(settings, args.project, job_store(settings, link))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,13 @@
 Label Studio's webhook times out after about a second, so a request only
 records the wish and spawns the job process (:mod:`.job`); the job reports
 through the shared :class:`JobStore`. A request for a project whose job is
-queued or running sets ``pending`` instead: the running job trains once more
-when it finishes, so no annotation is left out and no two jobs overlap.
+still queued is folded into it (the job has not read the annotations yet); one
+for a project whose job is running sets ``pending`` instead: the job trains
+once more when it finishes, so no annotation is left out and no two jobs overlap.
+
+With Redis the decision is one transaction shared by every replica. When Redis
+cannot be reached, a training request is refused with the reason rather than
+decided locally, so an outage can never make a project train twice.
 """
 
 from __future__ import annotations
@@ -18,12 +23,28 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
+from labelstack_backend.coordination.link import RedisUnavailable
+from labelstack_backend.errors import BackendError
 from labelstack_backend.training.job import ENV_LS_TOKEN, ENV_LS_URL, HEARTBEAT_SECONDS
 from labelstack_backend.training.state import JobState, JobStatus, JobStore
 
 log = logging.getLogger(__name__)
 
 STALE_AFTER = HEARTBEAT_SECONDS * 4
+
+
+class TrainingRefused(BackendError):
+    """Training cannot be coordinated right now (Redis is unreachable)."""
+
+    status = 503
+
+
+def refusal(exc: RedisUnavailable) -> TrainingRefused:
+    # The gist first: Label Studio shows only the start of it (the HTTP reason phrase).
+    return TrainingRefused(
+        "training refused: Redis is unreachable, and without it a training could run twice; "
+        f"ask again once Redis is back ({exc.cause})"
+    )
 
 
 @dataclass(frozen=True)
@@ -73,10 +94,12 @@ class TrainingManager:
             started = False
 
             def decide(state: JobState) -> JobState:
+                # Pure: with Redis it runs again when another replica changed the state meanwhile.
                 nonlocal started
-                if state.active and not is_stale(state):
-                    return replace(state, pending=True)
-                started = True
+                started = not state.active or is_stale(state)
+                if not started:
+                    # A queued job reads the annotations when it starts: this request is in it.
+                    return replace(state, pending=True) if state.status is JobStatus.RUNNING else state
                 return replace(
                     state,
                     status=JobStatus.QUEUED,
@@ -87,16 +110,17 @@ class TrainingManager:
                     new_annotations=0,
                 )
 
-            state = self.store.update(project, decide)
+            try:
+                state = self.store.update(project, decide)
+            except RedisUnavailable as exc:
+                raise refusal(exc) from None
             if started:
                 env = {ENV_LS_URL: ls[0], ENV_LS_TOKEN: ls[1]} if ls else {}
                 try:
                     child = self._spawn(project, env)
                 except OSError as exc:
                     reason = f"could not start training: {exc}"
-                    state = self.store.update(
-                        project, lambda s: replace(s, status=JobStatus.FAILED, reason=reason)
-                    )
+                    state = self._mark_failed(project, reason)
                     return TrainDecision(state, started=False)
                 self._children.append(child)
                 threading.Thread(
@@ -123,17 +147,21 @@ class TrainingManager:
         if code not in (0, 1):  # killed (out of memory?) or crashed before it could say why
             reason = f"the training process exited with code {code}"
             log.error("training of project %s: %s", project, reason)
-            self.store.update(
-                project,
-                lambda s: (
-                    replace(s, status=JobStatus.FAILED, reason=reason, finished_at=time.time())
-                    if s.active
-                    else s
-                ),
-            )
+            try:
+                self._mark_failed(project, reason)
+            except RedisUnavailable as exc:  # its heartbeat stops: the state goes stale, then failed
+                log.warning("could not record that: %s", exc.reason)
         with self._lock:
             if child in self._children:
                 self._children.remove(child)
+
+    def _mark_failed(self, project: str, reason: str) -> JobState:
+        def fail(s: JobState) -> JobState:
+            if s.status is JobStatus.FAILED or not s.active:
+                return s
+            return replace(s, status=JobStatus.FAILED, reason=reason, finished_at=time.time())
+
+        return self.store.update(project, fail)
 
     def running_children(self) -> int:
         with self._lock:

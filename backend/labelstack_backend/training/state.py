@@ -3,7 +3,7 @@
 The state is shared by every process of a backend (gunicorn workers and the
 training subprocess), so it lives outside any one of them: in files under
 ``MODEL_DIR`` here, and in Redis when the backend scales out (see
-``coordination``). Both stores implement :class:`JobStore`.
+:mod:`labelstack_backend.coordination.jobs`). Both stores implement :class:`JobStore`.
 """
 
 from __future__ import annotations
@@ -64,15 +64,22 @@ class JobState:
 
 
 class TrainingLease(Protocol):
-    def renew(self) -> bool: ...
+    def renew(self) -> bool:
+        """False when the lock was lost to another owner (it may raise when that cannot be told)."""
+
     def release(self) -> None: ...
 
 
 class JobStore(Protocol):
     def get(self, project: str) -> JobState: ...
-    def update(self, project: str, change: Callable[[JobState], JobState]) -> JobState: ...
+
+    def update(self, project: str, change: Callable[[JobState], JobState]) -> JobState:
+        """Apply ``change`` atomically; it may run more than once, so it must be pure."""
+
     def all(self) -> list[JobState]: ...
-    def try_lock(self, owner: str, ttl: float) -> TrainingLease | None: ...
+
+    def try_lock(self, project: str, owner: str, ttl: float) -> TrainingLease | None:
+        """The training lock for ``project``, or None while another job holds it."""
 
 
 class _FileLease:
@@ -131,7 +138,8 @@ class FileJobStore:
             return []
         return [self.get(d.name) for d in sorted(folder.iterdir()) if (d / "job.json").exists()]
 
-    def try_lock(self, owner: str, ttl: float) -> TrainingLease | None:
+    def try_lock(self, project: str, owner: str, ttl: float) -> TrainingLease | None:
+        # One lock for the whole MODEL_DIR: on one machine, trainings take turns on its GPU.
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root / ".train.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
