@@ -13,19 +13,13 @@ import time
 import pytest
 import requests
 
-from labelstack_backend.predictors.segmentation import coco_names
 from tests.support.backend import run_backend
-from tests.support.projects import shapes_project
-from tests.support.synthetic import SHAPES_CONFIG
+from tests.support.projects import DEMO_SHAPES_CONFIG, shapes_project
 
 pytestmark = pytest.mark.integration
 
 SIZES = [(192, 128), (128, 192), (160, 160), (224, 128)]
-# The demo model predicts COCO classes at random; aliases map them onto our labels.
-_COCO = list(coco_names().values())
-CONFIG = SHAPES_CONFIG.replace(
-    '<Label value="circle"/>', f'<Label value="circle" predicted_values="{",".join(_COCO[:40])}"/>', 1
-).replace('<Label value="square"/>', f'<Label value="square" predicted_values="{",".join(_COCO[40:])}"/>', 1)
+CONFIG = DEMO_SHAPES_CONFIG
 
 
 def retrieve_predictions(ls, project_id: int) -> None:

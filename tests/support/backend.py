@@ -8,10 +8,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import requests
 
 from labelstack_backend.localstack.ports import free_port
@@ -29,6 +30,49 @@ class BackendServer:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+
+def trainers(server: BackendServer) -> list[psutil.Process]:
+    """The training job processes this backend started (children of its workers)."""
+    try:
+        tree = psutil.Process(server.proc.pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    found = []
+    for p in tree:
+        with suppress(psutil.Error):
+            if "labelstack_backend.training.job" in " ".join(p.cmdline()):
+                found.append(p)
+    return found
+
+
+def wait_until_ready(server: BackendServer, timeout: float = 120.0) -> None:
+    """Until ``/health`` answers 200; fails with the end of the log when the backend dies or hangs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"backend exited with {server.proc.returncode}:\n{server.log()[-4000:]}")
+        try:
+            if requests.get(f"{server.url}/health", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"backend not ready after {timeout:.0f}s:\n{server.log()[-4000:]}")
+        time.sleep(0.3)
+
+
+@contextmanager
+def run_replicas(
+    workdirs: list[Path], env: Mapping[str, str], *, ready_timeout: float = 180.0
+) -> Iterator[list[BackendServer]]:
+    """Several replicas of one backend (each on its own port and, unless ``env`` says otherwise,
+    its own MODEL_DIR), started together and ready on return."""
+    with ExitStack() as stack:
+        servers = [stack.enter_context(run_backend(w, env, wait_ready=False)) for w in workdirs]
+        for server in servers:
+            wait_until_ready(server, ready_timeout)
+        yield servers
 
 
 def gunicorn_command() -> list[str]:
@@ -71,22 +115,12 @@ def run_backend(
     server = BackendServer(url=f"http://127.0.0.1:{port}", proc=proc, log_path=log_path, env=full_env)
     try:
         if wait_ready:
-            deadline = time.monotonic() + ready_timeout
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"backend exited with {proc.returncode}:\n{server.log()[-4000:]}")
-                try:
-                    if requests.get(f"{server.url}/health", timeout=2).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"backend not ready after {ready_timeout:.0f}s:\n{server.log()[-4000:]}"
-                    )
-                time.sleep(0.3)
+            wait_until_ready(server, ready_timeout)
         yield server
     finally:
+        # Training jobs run in their own sessions (a worker's shutdown must not kill them): collect
+        # them first, so that none outlives the test.
+        jobs = [p for p in trainers(server) if p.is_running()]
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
@@ -94,3 +128,6 @@ def run_backend(
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
+        for job in jobs:
+            with suppress(psutil.Error):
+                job.kill()

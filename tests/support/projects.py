@@ -8,8 +8,15 @@ from typing import Any
 
 import numpy as np
 
+from labelstack_backend.predictors.segmentation import coco_names
 from tests.support.fixtures import LabelStudio
 from tests.support.synthetic import SHAPES_CONFIG, Scene, scene, write_scenes
+
+# The demo model predicts COCO classes at random; aliases map them onto the shapes' labels.
+_COCO = list(coco_names().values())
+DEMO_SHAPES_CONFIG = SHAPES_CONFIG.replace(
+    '<Label value="circle"/>', f'<Label value="circle" predicted_values="{",".join(_COCO[:40])}"/>', 1
+).replace('<Label value="square"/>', f'<Label value="square" predicted_values="{",".join(_COCO[40:])}"/>', 1)
 
 
 @dataclass
