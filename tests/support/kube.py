@@ -15,7 +15,10 @@ behaviours of a real API server that it leaves out, so :class:`Emulator` adds:
 * the garbage collector: deleting an owner deletes the objects whose
   ``ownerReferences`` name its uid;
 * fault injection that fails a request *before* it changes anything, as a
-  real 409 or 500 would.
+  real 409 or 500 would;
+* no new finalizers on an object that is being deleted (422, as the API server
+  answers): kmock let a late patch from kopf put its finalizer back, and the
+  object then never went away.
 
 :class:`KubeServer` runs it on a loopback port in a background thread, so tests
 and the operator can be plain synchronous code.
@@ -174,6 +177,17 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             )
         if request.resource is None:
             return await super()._handle(request)
+        if request.action == enums.action.UPDATE:
+            key = (request.resource, request.namespace, request.name)
+            # kmock's object store has no .get(); look before indexing.
+            live = key in self._objects and not self._objects[key].deleted
+            if live and _adds_finalizers(request.data, self._objects[key].raw):
+                raise kmock.KubernetesError(
+                    status=422,
+                    reason="Invalid",
+                    message="metadata.finalizers: Forbidden: no new finalizers can be added if the "
+                    "object is being deleted",
+                )
         if request.action == enums.action.CREATE and isinstance(request.data, dict):
             meta = request.data.get("metadata") or {}
             key = (request.resource, request.namespace or meta.get("namespace"), meta.get("name"))
@@ -287,6 +301,24 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                 return
 
 
+def _adds_finalizers(patch: Any, current: dict[str, Any]) -> bool:
+    """Does a merge or JSON patch add a finalizer to ``current``, which is being deleted?"""
+    meta = current.get("metadata") or {}
+    if not meta.get("deletionTimestamp"):
+        return False
+    have = set(meta.get("finalizers") or [])
+    wanted: list[Any] = []
+    if isinstance(patch, dict):
+        wanted = list((patch.get("metadata") or {}).get("finalizers") or [])
+    elif isinstance(patch, list):
+        for op in patch:
+            path = str(op.get("path", "")) if isinstance(op, dict) else ""
+            if op.get("op") in ("add", "replace") and path.startswith("/metadata/finalizers"):
+                value = op.get("value")
+                wanted.extend(value if isinstance(value, list) else [value])
+    return bool(set(wanted) - have)
+
+
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> None:
     for key, value in patch.items():
         if value is None:
@@ -335,6 +367,12 @@ class KubeServer:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
             self.http.close()
+
+    def __enter__(self) -> KubeServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
 
     def run(self, coro: Any) -> Any:
         fut: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self.loop)

@@ -36,7 +36,11 @@ def test_the_entry_point_reconciles_its_namespace_only(kube_server: KubeServer, 
             lambda: len(kube_server.list("apps/v1", "deployments", "watched")) == 4,
         )
         assert kube_server.list("apps/v1", "deployments", "elsewhere") == []
-        status = kube_server.get(c.API_VERSION, c.PLURAL, "watched", "garments")["status"]
+        # The status is written after the last child, not with the Deployments.
+        status = wait_for(
+            "the watched stack's status",
+            lambda: (kube_server.get(c.API_VERSION, c.PLURAL, "watched", "garments") or {}).get("status"),
+        )
         assert {x["type"] for x in status["conditions"]} == {
             "Ready",
             "LabelStudioReady",

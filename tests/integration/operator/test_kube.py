@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import kopf
 import pytest
+import requests
 
 from labelstack_operator.kube import DEPLOYMENT, SECRET, Kube, KubeError
 from labelstack_operator.retry import RetryPolicy
@@ -100,3 +101,19 @@ def test_an_unreachable_api_server_is_a_retryable_error():
     with pytest.raises(KubeError) as err:
         kube.list(DEPLOYMENT, "x", "a=b")
     assert err.value.status == 0 and err.value.retryable
+
+
+def test_the_emulator_refuses_new_finalizers_on_an_object_being_deleted(kube_server):
+    # As the API server does; a late patch from kopf once kept a deleted stack forever.
+    body = deployment("web", "kube-finalizers")
+    body["metadata"]["finalizers"] = ["example.com/one"]
+    kube_server.create(body, "deployments")
+    kube_server.delete("apps/v1", "deployments", "kube-finalizers", "web")
+    with pytest.raises(requests.HTTPError) as refused:
+        kube_server.patch(
+            "apps/v1", "deployments", "kube-finalizers", "web",
+            {"metadata": {"finalizers": ["example.com/one", "example.com/two"]}},
+        )  # fmt: skip
+    assert refused.value.response.status_code == 422
+    kube_server.patch("apps/v1", "deployments", "kube-finalizers", "web", {"metadata": {"finalizers": []}})
+    assert kube_server.get("apps/v1", "deployments", "kube-finalizers", "web") is None
