@@ -39,6 +39,7 @@ EXAMPLES = {
     "cpu-minimal": "cpu-minimal-values.yaml",
     "gpu": "gpu-values.yaml",
     "fashion": "fashion-values.yaml",
+    "scale-out": "scale-out-values.yaml",
 }
 # The release that manifests/operator.yaml is: objects are named labelstack-operator.
 RELEASE = NAMESPACE = "labelstack"

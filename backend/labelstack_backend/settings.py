@@ -119,7 +119,7 @@ class Settings(BaseModel):
     version_poll_seconds: float = Field(10.0, gt=0, validation_alias="LABELSTACK_VERSION_POLL_SECONDS")
     train_lock_ttl: float = Field(60.0, ge=1, validation_alias="LABELSTACK_TRAIN_LOCK_TTL")
     # SAM's shared embedding cache in Redis (0 turns it off).
-    sam_redis_bytes: int = Field(512 * 1024**2, ge=0, validation_alias="LABELSTACK_SAM_REDIS_BYTES")
+    sam_redis_bytes: int = Field(256 * 1024**2, ge=0, validation_alias="LABELSTACK_SAM_REDIS_BYTES")
     sam_redis_ttl: int = Field(86400, ge=1, validation_alias="LABELSTACK_SAM_REDIS_TTL")
 
     @model_validator(mode="after")

@@ -19,17 +19,17 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from labelstack_operator import constants as c
 from labelstack_operator.kube import (
     DEPLOYMENT,
+    HPA,
     INGRESS,
     NETWORK_POLICY,
+    PDB,
     PVC,
     SERVICE,
     Kind,
@@ -37,10 +37,11 @@ from labelstack_operator.kube import (
     KubeError,
     kind_of,
 )
+from labelstack_operator.quantities import quantity
 from labelstack_operator.render import Manifest, Stack
 
 # The kinds build_children renders, listed once per reconcile to see what exists.
-CHILD_KINDS: tuple[Kind, ...] = (PVC, SERVICE, DEPLOYMENT, NETWORK_POLICY, INGRESS)
+CHILD_KINDS: tuple[Kind, ...] = (PVC, SERVICE, DEPLOYMENT, HPA, PDB, NETWORK_POLICY, INGRESS)
 
 Key = tuple[str, str]  # (kind, name)
 
@@ -62,27 +63,6 @@ def with_hash(obj: Manifest) -> Manifest:
     digest = config_hash(out)
     annotations[c.CONFIG_HASH_ANNOTATION] = digest
     return out
-
-
-_SUFFIXES = {
-    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30,
-    "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-    "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"),
-    "P": Decimal("1e15"), "E": Decimal("1e18"),
-}  # fmt: skip
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|)$")
-
-
-def quantity(value: object) -> Decimal | None:
-    """The numeric value of a Kubernetes quantity ("1Gi", "500m", 2), or None."""
-    match = _QUANTITY.match(str(value)) if isinstance(value, str | int) else None
-    if match is None:
-        return None
-    try:
-        return Decimal(match.group(1)) * _SUFFIXES[match.group(2)]
-    except InvalidOperation:
-        return None
 
 
 def _same_scalar(want: Any, have: Any) -> bool:

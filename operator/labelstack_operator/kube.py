@@ -66,11 +66,13 @@ SECRET = Kind("v1", "Secret", "secrets")
 EVENT = Kind("v1", "Event", "events")
 INGRESS = Kind("networking.k8s.io/v1", "Ingress", "ingresses")
 NETWORK_POLICY = Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
+HPA = Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers")
+PDB = Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets")
 STACK = Kind(c.API_VERSION, c.KIND, c.PLURAL)
 
 KINDS: dict[tuple[str, str], Kind] = {
     (k.api_version, k.kind): k
-    for k in (DEPLOYMENT, SERVICE, PVC, SECRET, EVENT, INGRESS, NETWORK_POLICY, STACK)
+    for k in (DEPLOYMENT, SERVICE, PVC, SECRET, EVENT, INGRESS, NETWORK_POLICY, HPA, PDB, STACK)
 }
 
 

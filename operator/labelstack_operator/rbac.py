@@ -4,11 +4,12 @@ Least privilege, derived from what the code calls (kube.py) and what kopf does:
 
 * LabelingStacks: kopf lists and watches them and patches its annotations and
   finalizer (it never GETs one); the operator patches ``status``.
-* Children (Deployments, Services, PVCs, Ingresses, NetworkPolicies): listed by
-  label to see what exists, created or patched by server-side apply (an apply
-  that creates needs ``create``), deleted when pruned.
-* Secrets: read (admin, GCS credentials) and created (the generated admin);
-  never listed, patched or deleted.
+* Children (Deployments, Services, PVCs, Ingresses, NetworkPolicies,
+  HorizontalPodAutoscalers, PodDisruptionBudgets): listed by label to see what
+  exists, created or patched by server-side apply (an apply that creates needs
+  ``create``), deleted when pruned.
+* Secrets: read (admin, GCS credentials) and created (the generated admin and
+  Redis password); never listed, patched or deleted.
 * Events: created.
 
 Namespaced verbs only, no wildcards, no cluster-scoped kinds: kopf's namespace

@@ -1,7 +1,7 @@
 """One reconcile pass over one LabelingStack; the kopf handlers only call :func:`reconcile`.
 
 1. Validate the spec (the edge: a bad spec becomes ``Ready=False/InvalidSpec``).
-2. Read, or generate once, the admin Secret.
+2. Read, or generate once, the admin Secret and the Redis password Secret.
 3. Apply the rendered children that drifted; prune the ones no longer rendered.
 4. Observe readiness from the Deployments.
 5. Wire Label Studio when it answers (projects, backends, storages).
@@ -73,10 +73,15 @@ def forget(uid: str) -> None:
 
 
 def deployment_readiness(obj: Mapping[str, Any] | None) -> tuple[int, int]:
-    """(ready, wanted) pods of a Deployment, counting none ready while a rollout is unobserved."""
+    """(ready, wanted) pods of a Deployment, counting none ready while a rollout is unobserved.
+
+    ``obj`` is the live object: with autoscaling the rendered one has no ``spec.replicas``,
+    but the API server defaults it and the HPA sets it, so the live one does.
+    """
     if obj is None:
         return 0, 1
-    wanted = int((obj.get("spec") or {}).get("replicas", 1))
+    replicas = (obj.get("spec") or {}).get("replicas")
+    wanted = 1 if replicas is None else int(replicas)
     status = obj.get("status") or {}
     generation = (obj.get("metadata") or {}).get("generation")
     observed = status.get("observedGeneration")
@@ -234,10 +239,13 @@ def _reconcile(ctx: Context, ref: StackRef, body: Mapping[str, Any]) -> None:
     stack = Stack(name=ref.name, namespace=ref.namespace, uid=ref.uid, spec=spec)
     try:
         admin = admin_secret.ensure_admin(ctx.kube, stack)
+        generated = [stack.admin_secret_name] if admin.generated else []
+        if admin_secret.ensure_redis_password(ctx.kube, stack):
+            generated.append(stack.redis_secret_name)
         seen_before = generation is not None and previous.observed_generation == generation
         sync = children.sync_children(ctx.kube, stack, build_children(stack), seen_before=seen_before)
-    except SecretError as err:
-        _blocked(ctx, ref, body, Check("False", "AdminSecretInvalid", str(err)), events.APPLY_FAILED)
+    except admin_secret.SecretInvalid as err:
+        _blocked(ctx, ref, body, Check("False", err.reason, str(err)), events.APPLY_FAILED)
         return
     except children.RefusedChildren as err:
         _post_sync_events(ctx.kube, ref, err.result)
@@ -248,14 +256,8 @@ def _reconcile(ctx: Context, ref: StackRef, body: Mapping[str, Any]) -> None:
         if err.permanent:
             return  # an invalid or forbidden request stays so: wait for a spec change or the next resync
         raise kopf.TemporaryError(str(err), delay=RETRY_DELAY_S) from err
-    if admin.generated:
-        events.post(
-            ctx.kube,
-            ref,
-            events.NORMAL,
-            events.SECRET_GENERATED,
-            f"generated Secret {stack.admin_secret_name}",
-        )
+    for name in generated:
+        events.post(ctx.kube, ref, events.NORMAL, events.SECRET_GENERATED, f"generated Secret {name}")
     _post_sync_events(ctx.kube, ref, sync)
 
     ls_check = observe_label_studio(stack, sync.live)

@@ -6,7 +6,8 @@ the API server refuses what it can (types, enums, ranges, patterns) and
 rendered. Field names are camelCase on the wire, snake_case in Python.
 
 Plain passwords never appear here: Label Studio's admin lives in a Secret that
-the spec only references, and the operator generates it when it is absent.
+the spec only references, and the operator generates it (and Redis's password)
+when it is absent.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from labelstack_operator.quantities import QUANTITY, quantity
+
 DEFAULT_BACKEND_IMAGE = "labelstack/backend:0.1.0"
 DEFAULT_LABEL_STUDIO_IMAGE = "heartexlabs/label-studio:1.23.2"
 DEFAULT_REDIS_IMAGE = "redis:7-alpine"
@@ -40,11 +43,13 @@ MAX_BACKEND_NAME = 20
 RESERVED_BACKEND_NAMES = frozenset({"label-studio", "redis"})
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+GCS_BUCKET = r"^[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9]$"
 
-# The grammar of resource.Quantity: a decimal number and a binary, decimal or exponent suffix.
-_QUANTITY = re.compile(
-    r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][-+]?[0-9]+)?$"
-)
+# The per-pod gauge the backend exports for autoscaling: requests in progress.
+INFLIGHT_METRIC = "labelstack_inflight_requests"
+DEFAULT_TARGET_CPU = 70
+# What Redis needs beside the SAM caches: coordination keys, its own overhead, fragmentation.
+REDIS_HEADROOM = "64Mi"
 
 
 def _quantity(value: object) -> str:
@@ -52,7 +57,7 @@ def _quantity(value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"{value!r} is not a Kubernetes quantity (like 500m, 2 or 4Gi)")
     text = str(value)
-    if not _QUANTITY.match(text):
+    if not QUANTITY.match(text):
         raise ValueError(f"{text!r} is not a Kubernetes quantity (like 500m, 2 or 4Gi)")
     return text
 
@@ -173,6 +178,13 @@ class LabelStudio(_Model):
     """Extra environment (a PostgreSQL database, for example)."""
 
 
+class SecretKey(_Model):
+    name: str = Field(min_length=1)
+    """Secret name, in the namespace of the stack."""
+    key: str = "credentials.json"
+    """Key holding the service-account JSON."""
+
+
 class RedisPersistence(_Model):
     enabled: bool = False
     """Keep Redis data on a PVC (append-only file); off: an emptyDir."""
@@ -182,6 +194,21 @@ class RedisPersistence(_Model):
     """Storage class; the default class of the cluster when empty."""
 
 
+class SharedCache(_Model):
+    """SAM image embeddings kept in Redis, so that any replica answers a click on an image another encoded."""
+
+    size: Quantity = "256Mi"
+    """Bytes of embeddings each SAM backend may keep in Redis (LABELSTACK_SAM_REDIS_BYTES); 0 turns it off."""
+    ttl_seconds: int = Field(default=86400, ge=60)
+    """How long an embedding stays cached (LABELSTACK_SAM_REDIS_TTL)."""
+
+    @model_validator(mode="after")
+    def _size(self) -> Self:
+        if (quantity(self.size) or 0) < 0:
+            raise ValueError(f"redis.sharedCache.size {self.size} is negative (0 turns the cache off)")
+        return self
+
+
 class Redis(_Model):
     """Redis shared by the backends (training coordination, caches)."""
 
@@ -189,10 +216,13 @@ class Redis(_Model):
     """Run a Redis for the backends (REDIS_URL)."""
     image: str = DEFAULT_REDIS_IMAGE
     """Redis image."""
-    resources: ResourceRequirements = _resources({"cpu": "50m", "memory": "64Mi"}, {"memory": "512Mi"})
-    """Requests and limits of the Redis container."""
+    # The limit leaves room for three SAM backends' default sharedCache (256Mi each) beside coordination.
+    resources: ResourceRequirements = _resources({"cpu": "50m", "memory": "64Mi"}, {"memory": "1Gi"})
+    """Requests and limits of the Redis container (sized for sharedCache.size per SAM backend)."""
     persistence: RedisPersistence = Field(default_factory=RedisPersistence)
     """Where Redis keeps its data."""
+    shared_cache: SharedCache = Field(default_factory=SharedCache)
+    """The SAM backends' image embeddings in Redis, shared by their replicas."""
 
 
 class BackendType(StrEnum):
@@ -223,17 +253,91 @@ class Weights(_Model):
         return self
 
 
+class ModelStore(_Model):
+    """A GCS bucket the replicas of a segmentation backend share fine-tuned models through."""
+
+    bucket: str = Field(pattern=GCS_BUCKET)
+    """Bucket name."""
+    prefix: str = ""
+    """Object-name prefix (a folder); give each backend its own."""
+    credentials_secret: SecretKey | None = None
+    """Service-account JSON, mounted read-only; empty: the pod's workload identity."""
+
+    @property
+    def url(self) -> str:
+        prefix = self.prefix.strip("/")
+        return f"gs://{self.bucket}/{prefix}" if prefix else f"gs://{self.bucket}"
+
+
 class ModelStorage(_Model):
-    """The PVC behind MODEL_DIR, where fine-tuned models survive restarts (segmentation only)."""
+    """Where fine-tuned models survive restarts (segmentation only): a PVC behind MODEL_DIR, or GCS."""
 
     enabled: bool = True
-    """Keep fine-tuned models on a PVC; off: an emptyDir (lost on restart)."""
+    """Keep fine-tuned models on a PVC; off: an emptyDir (lost on restart). Ignored with gcs."""
     size: Quantity = "5Gi"
     """Requested capacity."""
     storage_class_name: str | None = None
     """Storage class; the default class of the cluster when empty."""
     access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
     """ReadWriteMany lets several replicas share fine-tuned models."""
+    gcs: ModelStore | None = None
+    """Keep fine-tuned models in GCS (LABELSTACK_MODEL_STORE); MODEL_DIR is then a local mirror, no PVC."""
+
+
+class PodsMetric(_Model):
+    """A per-pod custom metric, served by a custom-metrics adapter (prometheus-adapter, say)."""
+
+    name: str = Field(default=INFLIGHT_METRIC, min_length=1)
+    """Metric name; the backend exports labelstack_inflight_requests (requests in progress)."""
+    target_average_value: Quantity
+    """Average per pod the autoscaler keeps the metric at (e.g. 2 requests in progress)."""
+
+    @model_validator(mode="after")
+    def _target(self) -> Self:
+        if (quantity(self.target_average_value) or 0) <= 0:
+            raise ValueError(
+                f"autoscaling.podsMetric.targetAverageValue {self.target_average_value} must be positive"
+            )
+        return self
+
+
+class Autoscaling(_Model):
+    """A HorizontalPodAutoscaler for the backend's Deployment (it then owns the replica count)."""
+
+    enabled: bool = False
+    """Scale between minReplicas and maxReplicas; replicas is then ignored."""
+    min_replicas: int = Field(default=1, ge=1)
+    """Fewest pods."""
+    max_replicas: int = Field(default=4, ge=1, le=64)
+    """Most pods."""
+    # Spelt as in the HorizontalPodAutoscaler's own (v1) field, not as to_camel would.
+    target_cpu_utilization_percentage: int | None = Field(
+        default=None, ge=1, le=100, alias="targetCPUUtilizationPercentage"
+    )
+    """Average CPU use to keep, in percent of the CPU request; 70 when no podsMetric is given."""
+    pods_metric: PodsMetric | None = None
+    """Scale on a per-pod metric (needs a custom-metrics adapter); on it alone unless a CPU target is set."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"autoscaling.minReplicas ({self.min_replicas}) must not exceed "
+                f"autoscaling.maxReplicas ({self.max_replicas})"
+            )
+        return self
+
+    @property
+    def cpu_target(self) -> int | None:
+        """The CPU utilisation to target, or None to scale on the pods metric alone."""
+        if self.target_cpu_utilization_percentage is not None:
+            return self.target_cpu_utilization_percentage
+        return None if self.pods_metric else DEFAULT_TARGET_CPU
+
+
+class DisruptionBudget(_Model):
+    enabled: bool = True
+    """A PodDisruptionBudget (maxUnavailable: 1) whenever the backend can have more than one pod."""
 
 
 class Backend(_Model):
@@ -250,7 +354,7 @@ class Backend(_Model):
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
     """The Kubernetes default when empty."""
     replicas: int = Field(default=1, ge=0, le=64)
-    """Pods behind the backend Service."""
+    """Pods behind the backend Service (ignored while autoscaling is enabled)."""
     sam_model_type: Literal["vit_h", "vit_l", "vit_b", "mobile_sam"] = "vit_b"
     """SAM variant matching the checkpoint (type sam only)."""
     gpu: int = Field(default=0, ge=0, le=16)
@@ -268,6 +372,26 @@ class Backend(_Model):
     score_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     """Minimum confidence of a predicted region (LABELSTACK_SCORE_THRESHOLD)."""
     model_storage: ModelStorage = Field(default_factory=ModelStorage)
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    """A HorizontalPodAutoscaler on CPU and/or a per-pod metric."""
+    disruption_budget: DisruptionBudget = Field(default_factory=DisruptionBudget)
+    """Keep all but one pod through voluntary disruptions (node drains, upgrades)."""
+
+    @model_validator(mode="after")
+    def _scale_out(self) -> Self:
+        if self.max_pods > 1 and self.models_claim and self.model_storage.access_mode == "ReadWriteOnce":
+            pods = f"up to {self.max_pods}" if self.autoscaling.enabled else str(self.max_pods)
+            raise ValueError(
+                f"backend {self.name}: {pods} replicas cannot share a ReadWriteOnce volume: "
+                "set modelStorage.accessMode: ReadWriteMany or modelStorage.gcs"
+            )
+        if self.autoscaling.enabled and self.autoscaling.cpu_target and "cpu" not in self.resources.requests:
+            # The HPA measures CPU utilisation against the request.
+            raise ValueError(
+                f"backend {self.name}: autoscaling on CPU needs resources.requests.cpu "
+                "(or a podsMetric without targetCPUUtilizationPercentage)"
+            )
+        return self
 
     @property
     def interactive(self) -> bool:
@@ -275,8 +399,24 @@ class Backend(_Model):
         return self.type is BackendType.SAM
 
     @property
-    def persists_models(self) -> bool:
-        return self.type is BackendType.SEGMENTATION and self.model_storage.enabled
+    def model_store(self) -> ModelStore | None:
+        """The GCS store of a segmentation backend's fine-tuned models, if any."""
+        return self.model_storage.gcs if self.type is BackendType.SEGMENTATION else None
+
+    @property
+    def models_claim(self) -> bool:
+        """MODEL_DIR is a PVC (segmentation, storage enabled, no GCS store)."""
+        return (
+            self.type is BackendType.SEGMENTATION and self.model_storage.enabled and self.model_store is None
+        )
+
+    @property
+    def max_pods(self) -> int:
+        return self.autoscaling.max_replicas if self.autoscaling.enabled else self.replicas
+
+    @property
+    def disruption_budget_wanted(self) -> bool:
+        return self.disruption_budget.enabled and self.max_pods > 1
 
 
 class Ingress(_Model):
@@ -296,17 +436,10 @@ class Ingress(_Model):
     """Largest upload (ingress-nginx proxy-body-size syntax); images can be large."""
 
 
-class SecretKey(_Model):
-    name: str = Field(min_length=1)
-    """Secret name, in the namespace of the stack."""
-    key: str = "credentials.json"
-    """Key holding the service-account JSON."""
-
-
 class GcsStorage(_Model):
     """A Google Cloud Storage bucket connected to a project."""
 
-    bucket: str = Field(pattern=r"^[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9]$")
+    bucket: str = Field(pattern=GCS_BUCKET)
     """Bucket name."""
     prefix: str = ""
     """Object-name prefix (a folder); empty: the whole bucket."""
@@ -347,10 +480,10 @@ class Project(_Model):
 
 
 class RetentionPolicy(_Model):
-    """What happens to data-bearing children (PVCs, the generated admin Secret) when the stack goes."""
+    """What happens to data-bearing children (PVCs, the generated Secrets) when the stack goes."""
 
     when_deleted: Literal["Retain", "Delete"] = "Retain"
-    """Retain: PVCs and the generated admin Secret outlive the stack; Delete: they go with it."""
+    """Retain: PVCs and the generated admin and Redis Secrets outlive the stack; Delete: they go with it."""
 
 
 class LocalObjectReference(_Model):
@@ -400,6 +533,33 @@ class LabelingStackSpec(_Model):
             unknown = sorted(set(project.backends) - set(names))
             if unknown:
                 raise ValueError(f"project {project.title!r} names unknown backends: {', '.join(unknown)}")
+        return self
+
+    @model_validator(mode="after")
+    def _own_model_stores(self) -> Self:
+        stores = [b.model_store.url for b in self.backends if b.model_store is not None]
+        shared = sorted({url for url in stores if stores.count(url) > 1})
+        if shared:
+            raise ValueError(
+                f"backends must not share a model store (give each its own prefix): {', '.join(shared)}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sam_caches_fit_in_redis(self) -> Self:
+        # Otherwise Redis is OOM-killed once the caches fill up.
+        sams = sum(b.type is BackendType.SAM for b in self.backends)
+        limit = quantity(self.redis.resources.limits.get("memory"))
+        if not (self.redis.enabled and sams and limit is not None):
+            return self
+        cache = self.redis.shared_cache.size
+        need = sams * (quantity(cache) or 0) + (quantity(REDIS_HEADROOM) or 0)
+        if need > limit:
+            raise ValueError(
+                f"redis.sharedCache.size {cache} for {sams} SAM backend(s), plus {REDIS_HEADROOM} for "
+                f"coordination, does not fit in redis.resources.limits.memory "
+                f"{self.redis.resources.limits['memory']}: raise the limit or lower the size"
+            )
         return self
 
     def backend(self, name: str) -> Backend:

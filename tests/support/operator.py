@@ -21,7 +21,15 @@ from tests.support.kube import KubeServer
 T = TypeVar("T")
 
 CHILD_PLURALS = frozenset(
-    {"deployments", "services", "persistentvolumeclaims", "ingresses", "networkpolicies"}
+    {
+        "deployments",
+        "services",
+        "persistentvolumeclaims",
+        "ingresses",
+        "networkpolicies",
+        "horizontalpodautoscalers",
+        "poddisruptionbudgets",
+    }
 )
 
 
@@ -154,6 +162,8 @@ class StackDriver:
             ("v1", "secrets", "Secret"),
             ("networking.k8s.io/v1", "ingresses", "Ingress"),
             ("networking.k8s.io/v1", "networkpolicies", "NetworkPolicy"),
+            ("autoscaling/v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
+            ("policy/v1", "poddisruptionbudgets", "PodDisruptionBudget"),
         ):
             found |= {(kind, o["metadata"]["name"]) for o in self.kube.list(api, plural, self.namespace)}
         return found

@@ -31,7 +31,11 @@ FULL: dict[str, Any] = {
         "adminSecret": {"name": "garments-admin", "username": "lead@example.com"},
         "env": [{"name": "LOG_LEVEL", "value": "DEBUG"}],
     },
-    "redis": {"enabled": True, "persistence": {"enabled": True, "size": "2Gi"}},
+    "redis": {
+        "enabled": True,
+        "persistence": {"enabled": True, "size": "2Gi"},
+        "sharedCache": {"size": "128Mi", "ttlSeconds": 3600},
+    },
     "backends": [
         {
             "name": "seg",
@@ -50,14 +54,38 @@ FULL: dict[str, Any] = {
             ],
             "scoreThreshold": 0.4,
             "modelStorage": {"size": "20Gi", "accessMode": "ReadWriteMany", "storageClassName": "filestore"},
+            # replicas is ignored while the HPA scales it.
+            "autoscaling": {
+                "enabled": True,
+                "minReplicas": 2,
+                "maxReplicas": 6,
+                "targetCPUUtilizationPercentage": 60,
+                "podsMetric": {"name": "labelstack_inflight_requests", "targetAverageValue": "1500m"},
+            },
         },
         {
             "name": "sam",
             "type": "sam",
+            "replicas": 2,
             "weights": {"path": "/opt/weights/sam_vit_h.pth"},
             "samModelType": "vit_h",
             "gpu": 1,
             "shmSize": "2Gi",
+        },
+        {
+            # Fine-tuned models in GCS; several replicas, no disruption budget.
+            "name": "seg-cloud",
+            "type": "segmentation",
+            "replicas": 3,
+            "weights": {"demo": True},
+            "modelStorage": {
+                "gcs": {
+                    "bucket": "garment-models",
+                    "prefix": "garments/seg-cloud/",
+                    "credentialsSecret": {"name": "gcs-models", "key": "sa.json"},
+                }
+            },
+            "disruptionBudget": {"enabled": False},
         },
     ],
     "ingress": {

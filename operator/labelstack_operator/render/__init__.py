@@ -23,15 +23,24 @@ from labelstack_operator.render.labelstudio import (
 )
 from labelstack_operator.render.network import build_backends_network_policy, build_redis_network_policy
 from labelstack_operator.render.redis import build_redis_claim, build_redis_deployment, build_redis_service
-from labelstack_operator.render.secret import build_admin_secret
+from labelstack_operator.render.scaling import build_backend_autoscaler, build_backend_disruption_budget
+from labelstack_operator.render.secret import build_admin_secret, build_redis_secret
 
-__all__ = ["Manifest", "Stack", "build_admin_secret", "build_children", "is_data", "own"]
+__all__ = [
+    "Manifest",
+    "Stack",
+    "build_admin_secret",
+    "build_children",
+    "build_redis_secret",
+    "is_data",
+    "own",
+]
 
 DATA_KINDS = frozenset({"PersistentVolumeClaim", "Secret"})
 
 
 def is_data(obj: Manifest) -> bool:
-    """PVCs and the admin Secret hold data: they follow the retention policy, not the stack."""
+    """PVCs and the generated Secrets hold data: they follow the retention policy, not the stack."""
     return obj["kind"] in DATA_KINDS
 
 
@@ -47,7 +56,7 @@ def own(stack: Stack, obj: Manifest) -> Manifest:
 
 
 def build_children(stack: Stack) -> list[Manifest]:
-    """Every child but the admin Secret (created once, see reconcile), in dependency order."""
+    """Every child but the generated Secrets (created once, see reconcile), in dependency order."""
     spec = stack.spec
     objs: list[Manifest] = [
         build_label_studio_claim(stack),
@@ -59,9 +68,13 @@ def build_children(stack: Stack) -> list[Manifest]:
             objs.append(build_redis_claim(stack))
         objs += [build_redis_service(stack), build_redis_deployment(stack), build_redis_network_policy(stack)]
     for backend in spec.backends:
-        if backend.persists_models:
+        if backend.models_claim:
             objs.append(build_backend_claim(stack, backend))
         objs += [build_backend_service(stack, backend), build_backend_deployment(stack, backend)]
+        if backend.autoscaling.enabled:
+            objs.append(build_backend_autoscaler(stack, backend))
+        if backend.disruption_budget_wanted:
+            objs.append(build_backend_disruption_budget(stack, backend))
     if spec.backends:
         objs.append(build_backends_network_policy(stack))
     if spec.ingress.enabled:

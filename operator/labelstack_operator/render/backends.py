@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from labelstack_operator import constants as c
+from labelstack_operator.quantities import to_bytes
 from labelstack_operator.render import parts
 from labelstack_operator.render.context import BACKEND, Manifest, Stack
 from labelstack_operator.render.labelstudio import SECRET_TOKEN
+from labelstack_operator.render.redis import SECRET_REDIS_PASSWORD
 from labelstack_operator.spec import Backend, BackendType
 
 # The labelstack/backend image's non-root user (Dockerfile.backend creates it with these ids).
@@ -19,6 +21,8 @@ COMMAND = [
 ]
 MODEL_DIR = "/models"
 WEIGHTS_DIR = "/weights"
+# Where the model store's service-account key is mounted (GOOGLE_APPLICATION_CREDENTIALS).
+MODEL_STORE_CREDENTIALS_DIR = "/var/run/secrets/labelstack/model-store"
 GPU_RESOURCE = "nvidia.com/gpu"
 # The taint GPU node pools carry (GKE, and the NVIDIA operator's default).
 GPU_TOLERATION: Manifest = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -57,24 +61,59 @@ def get_backend_env(stack: Stack, backend: Backend) -> list[Manifest]:
         env.append(parts.env_value("LABELSTACK_SEG_WEIGHTS", weights))
     if backend.score_threshold is not None:
         env.append(parts.env_value("LABELSTACK_SCORE_THRESHOLD", str(backend.score_threshold)))
-    if stack.spec.redis.enabled:
-        env.append(parts.env_value("REDIS_URL", stack.redis_url))
+    env += get_redis_env(stack, backend) + get_model_store_env(backend)
     return parts.merge_env(env, backend.env)
 
 
+def get_redis_env(stack: Stack, backend: Backend) -> list[Manifest]:
+    """Redis, where the replicas of a backend coordinate (and SAM's replicas share embeddings)."""
+    redis = stack.spec.redis
+    if not redis.enabled:
+        return []
+    env = [
+        parts.env_value("REDIS_URL", stack.redis_url),
+        parts.env_secret("REDIS_PASSWORD", stack.redis_secret_name, SECRET_REDIS_PASSWORD),
+        parts.env_value("LABELSTACK_REDIS_PREFIX", stack.redis_prefix(backend)),
+    ]
+    if backend.type is BackendType.SAM:
+        env += [
+            parts.env_value("LABELSTACK_SAM_REDIS_BYTES", str(to_bytes(redis.shared_cache.size))),
+            parts.env_value("LABELSTACK_SAM_REDIS_TTL", str(redis.shared_cache.ttl_seconds)),
+        ]
+    return env
+
+
+def get_model_store_env(backend: Backend) -> list[Manifest]:
+    store = backend.model_store
+    if store is None:
+        return []
+    env = [parts.env_value("LABELSTACK_MODEL_STORE", store.url)]
+    if store.credentials_secret is not None:
+        key = f"{MODEL_STORE_CREDENTIALS_DIR}/{store.credentials_secret.key}"
+        env.append(parts.env_value("GOOGLE_APPLICATION_CREDENTIALS", key))
+    return env
+
+
 def get_backend_volumes(stack: Stack, backend: Backend) -> tuple[list[Manifest], list[Manifest]]:
-    """(volumes, mounts): scratch space, an in-memory /dev/shm, the model dir, the weights."""
+    """(volumes, mounts): scratch space, an in-memory /dev/shm, the model dir, the weights,
+    the model store's credentials."""
     volumes = [
         parts.empty_dir("tmp"),
         parts.empty_dir("shm", medium="Memory", size=backend.shm_size),
+        # With a GCS model store, MODEL_DIR is only a mirror of the bucket: an emptyDir will do.
         parts.claim_volume("models", stack.backend_claim(backend))
-        if backend.persists_models
+        if backend.models_claim
         else parts.empty_dir("models"),
     ]
     mounts = [parts.mount("tmp", parts.TMP), parts.mount("shm", parts.SHM), parts.mount("models", MODEL_DIR)]
     if backend.weights.claim_name:
         volumes.append(parts.claim_volume("weights", backend.weights.claim_name, read_only=True))
         mounts.append(parts.mount("weights", WEIGHTS_DIR, read_only=True))
+    store = backend.model_store
+    if store is not None and store.credentials_secret is not None:
+        secret = store.credentials_secret
+        volumes.append(parts.secret_volume("model-store", secret.name, secret.key))
+        mounts.append(parts.mount("model-store", MODEL_STORE_CREDENTIALS_DIR, read_only=True))
     return volumes, mounts
 
 
@@ -119,14 +158,14 @@ def build_backend_deployment(stack: Stack, backend: Backend) -> Manifest:
         security=parts.pod_security(UID, GID),
         extra=extra,
     )
-    shared_models = backend.persists_models and backend.model_storage.access_mode == "ReadWriteMany"
     return parts.deployment(
         stack,
         stack.backend_name(backend),
         BACKEND,
-        replicas=backend.replicas,
+        # With autoscaling the HPA owns the count (docs/operations.md: enabling it resets it once).
+        replicas=None if backend.autoscaling.enabled else backend.replicas,
         pod=pod,
-        recreate=backend.persists_models and not shared_models,
+        recreate=backend.models_claim and backend.model_storage.access_mode == "ReadWriteOnce",
         backend=backend,
     )
 

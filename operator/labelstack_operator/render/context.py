@@ -55,6 +55,10 @@ class Stack:
     def redis_claim(self) -> str:
         return f"{self.name}-redis-data"
 
+    @property
+    def redis_secret_name(self) -> str:
+        return f"{self.name}-redis"
+
     def backend_name(self, backend: Backend) -> str:
         return f"{self.name}-{backend.name}"
 
@@ -83,7 +87,12 @@ class Stack:
 
     @property
     def redis_url(self) -> str:
+        # No password here: it reaches the backends as REDIS_PASSWORD, from the Secret.
         return f"redis://{self.service_host(self.redis_name)}:{c.REDIS_PORT}/0"
+
+    def redis_prefix(self, backend: Backend) -> str:
+        """The backend's Redis key prefix: its replicas share it, other backends and stacks do not."""
+        return f"labelstack:{self.name}:{backend.name}"
 
     # Labels.
     def selector(self, component: str, backend: Backend | None = None) -> dict[str, str]:

@@ -73,6 +73,14 @@ def http_probe(path: str, *, period: int, timeout: int, failures: int) -> Manife
     }
 
 
+def secret_volume(name: str, secret: str, key: str) -> Manifest:
+    """One key of a Secret as a read-only file, readable by the pod's group (fsGroup) only."""
+    return {
+        "name": name,
+        "secret": {"secretName": secret, "items": [{"key": key, "path": key}], "defaultMode": 0o440},
+    }
+
+
 def empty_dir(name: str, *, medium: str | None = None, size: str | None = None) -> Manifest:
     spec: Manifest = {}
     if medium:
@@ -128,22 +136,27 @@ def deployment(
     name: str,
     component: str,
     *,
-    replicas: int,
+    replicas: int | None,
     pod: Manifest,
     recreate: bool,
     backend: Backend | None = None,
 ) -> Manifest:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata(stack, name, component, backend),
-        "spec": {
-            "replicas": replicas,
+    """``replicas=None`` leaves the count out: a HorizontalPodAutoscaler owns it, and a value
+    here would make every apply reset it."""
+    spec: Manifest = {"replicas": replicas} if replicas is not None else {}
+    spec.update(
+        {
             # A ReadWriteOnce volume cannot be attached to the old and the new pod at once.
             "strategy": {"type": "Recreate"} if recreate else {"type": "RollingUpdate"},
             "selector": {"matchLabels": stack.selector(component, backend)},
             "template": {"metadata": {"labels": stack.labels(component, backend)}, "spec": pod},
-        },
+        }
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(stack, name, component, backend),
+        "spec": spec,
     }
 
 

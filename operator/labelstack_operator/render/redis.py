@@ -1,4 +1,8 @@
-"""Redis for the backends: a Deployment, its Service and, with persistence on, a PVC."""
+"""Redis for the backends: a Deployment, its Service and, with persistence on, a PVC.
+
+Redis asks for the password of the generated ``<stack>-redis`` Secret; the
+backends read it from the same Secret (REDIS_PASSWORD).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ from labelstack_operator.render.context import REDIS, Manifest, Stack
 # The redis:*-alpine images' "redis" user and group.
 UID, GID = 999, 1000
 
+# Key of the generated Redis Secret.
+SECRET_REDIS_PASSWORD = "password"  # noqa: S105 (a key name)
+
 
 def build_redis_deployment(stack: Stack) -> Manifest:
     redis = stack.spec.redis
@@ -18,15 +25,23 @@ def build_redis_deployment(stack: Stack) -> Manifest:
         "--dir", "/data",
         "--save", "",
         "--appendonly", "yes" if persistent else "no",
-        # Reachable only from the backends (NetworkPolicy); the password comes with scale-out.
+        # Kubernetes expands $(REDIS_PASSWORD) from the container's env: the password stays in the Secret.
+        "--requirepass", "$(REDIS_PASSWORD)",
+        # Protected mode matters only without a password; the NetworkPolicy admits only the backends.
         "--protected-mode", "no",
     ]  # fmt: skip
+    secret = stack.redis_secret_name
     container: Manifest = {
         "name": "redis",
         "image": redis.image,
         "command": ["redis-server"],
         "args": args,
         "ports": [{"name": "redis", "containerPort": c.REDIS_PORT, "protocol": "TCP"}],
+        "env": [
+            parts.env_secret("REDIS_PASSWORD", secret, SECRET_REDIS_PASSWORD),
+            # redis-cli (the readiness probe) authenticates with this one.
+            parts.env_secret("REDISCLI_AUTH", secret, SECRET_REDIS_PASSWORD),
+        ],
         "resources": parts.resources(redis.resources),
         "securityContext": parts.container_security(read_only_root=True),
         "volumeMounts": [parts.mount("data", "/data")],

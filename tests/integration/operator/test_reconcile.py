@@ -52,7 +52,8 @@ def expected_children(driver: StackDriver, spec: dict) -> set[tuple[str, str]]:
     uid = driver.get()["metadata"]["uid"]
     rendered = build_children(Stack(driver.name, driver.namespace, uid, parse_spec(spec)))
     return {(o["kind"], o["metadata"]["name"]) for o in rendered} | {
-        ("Secret", "garments-label-studio-admin")
+        ("Secret", "garments-label-studio-admin"),
+        ("Secret", "garments-redis"),
     }
 
 
@@ -180,6 +181,7 @@ def test_deleting_the_stack_keeps_pvcs_and_the_admin_secret(stack, wiring):
         ("PersistentVolumeClaim", "garments-redis-data"),
         ("PersistentVolumeClaim", "garments-seg-models"),
         ("Secret", "garments-label-studio-admin"),
+        ("Secret", "garments-redis"),
     }
 
 

@@ -28,6 +28,9 @@ def test_no_wildcards_and_no_cluster_scoped_kinds():
 def test_children_can_be_listed_applied_and_pruned_but_not_watched():
     for kind in CHILD_KINDS:
         assert verbs_for(kind.group, kind.plural) == {"create", "delete", "list", "patch"}
+    # Scale-out children too: a backend's autoscaler and disruption budget.
+    assert verbs_for("autoscaling", "horizontalpodautoscalers") == {"create", "delete", "list", "patch"}
+    assert verbs_for("policy", "poddisruptionbudgets") == {"create", "delete", "list", "patch"}
 
 
 def test_secrets_are_read_and_created_only():

@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 
 from labelstack_operator import constants as c
-from labelstack_operator.render import Stack, build_admin_secret, build_children, own
+from labelstack_operator.render import Stack, build_admin_secret, build_children, build_redis_secret, own
 from labelstack_operator.render.backends import GPU_RESOURCE
 from labelstack_operator.spec import parse_spec
 from tests.support import stacks
@@ -21,8 +21,12 @@ def make_stack(spec: dict[str, Any], name: str = "garments") -> Stack:
 
 
 def rendered(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The children and the generated Secrets, as the reconcile pass creates them."""
     stack = make_stack(spec)
-    return [*build_children(stack), own(stack, build_admin_secret(stack, password="pw", token="t" * 40))]
+    secrets = [build_admin_secret(stack, password="pw", token="t" * 40)]
+    if stack.spec.redis.enabled:
+        secrets.append(build_redis_secret(stack, password="redis-pw"))
+    return [*build_children(stack), *(own(stack, secret) for secret in secrets)]
 
 
 def by_key(objs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -61,6 +65,7 @@ def test_minimal_spec_renders_label_studio_and_redis_only():
         ("Deployment", "garments-redis"),
         ("NetworkPolicy", "garments-redis"),
         ("Secret", "garments-label-studio-admin"),
+        ("Secret", "garments-redis"),
     }
 
 
@@ -76,9 +81,20 @@ def test_full_spec_renders_every_child():
         ("Ingress", "garments-label-studio"),
         ("PersistentVolumeClaim", "garments-redis-data"),
         ("Secret", "garments-admin"),
+        ("Secret", "garments-redis"),
+        ("HorizontalPodAutoscaler", "garments-seg"),
+        ("PodDisruptionBudget", "garments-seg"),
+        ("PodDisruptionBudget", "garments-sam"),
+        ("Deployment", "garments-seg-cloud"),
     } <= keys
-    # SAM keeps no fine-tuned models: no PVC for it.
+    # SAM keeps no fine-tuned models, and seg-cloud keeps them in GCS: no PVC for either.
     assert ("PersistentVolumeClaim", "garments-sam-models") not in keys
+    assert ("PersistentVolumeClaim", "garments-seg-cloud-models") not in keys
+    # Only seg autoscales; seg-cloud turned its disruption budget off.
+    assert {k for k in keys if k[0] == "HorizontalPodAutoscaler"} == {
+        ("HorizontalPodAutoscaler", "garments-seg")
+    }
+    assert ("PodDisruptionBudget", "garments-seg-cloud") not in keys
 
 
 def test_every_pod_is_locked_down():
@@ -220,6 +236,8 @@ def test_deployment_strategy_never_double_attaches_a_read_write_once_volume():
     assert objs[("Deployment", "garments-label-studio")]["spec"]["strategy"] == {"type": "Recreate"}
     # Segmentation on a ReadWriteMany volume may roll.
     assert objs[("Deployment", "garments-seg")]["spec"]["strategy"] == {"type": "RollingUpdate"}
+    # Models in GCS: nothing to attach, so it rolls.
+    assert objs[("Deployment", "garments-seg-cloud")]["spec"]["strategy"] == {"type": "RollingUpdate"}
     small = by_key(rendered(stacks.SMALL))
     assert small[("Deployment", "garments-seg")]["spec"]["strategy"] == {"type": "Recreate"}
 
@@ -334,3 +352,174 @@ def test_the_validator_is_strict_enough_to_catch_a_typo():
     deployment["spec"]["template"]["spec"]["containers"][0]["securityContex"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, "1.30.0", strict=True)
+
+
+# Scale-out: Redis's password, the autoscaler, the disruption budgets, shared models.
+
+
+def test_redis_secret_holds_a_password_and_outlives_the_stack_like_the_admin():
+    stack = make_stack(stacks.MINIMAL)
+    secret = own(stack, build_redis_secret(stack, password="redis-pw"))
+    assert secret["metadata"]["name"] == "garments-redis"
+    assert secret["data"] == {"password": "cmVkaXMtcHc="}
+    assert "ownerReferences" not in secret["metadata"]  # data: Retain by default
+    assert secret["metadata"]["labels"][c.LABEL_COMPONENT] == "redis"
+
+
+def test_redis_asks_for_the_password_and_its_probe_gives_it():
+    cont = container(rendered(stacks.MINIMAL), "garments-redis")
+    args = cont["args"]
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    assert args[args.index("--protected-mode") + 1] == "no"
+    from_secret = {"secretKeyRef": {"name": "garments-redis", "key": "password"}}
+    assert env(cont) == {"REDIS_PASSWORD": from_secret, "REDISCLI_AUTH": from_secret}
+    # redis-cli reads REDISCLI_AUTH: the password never appears in the probe's command line.
+    assert cont["readinessProbe"]["exec"]["command"] == ["redis-cli", "-p", "6379", "ping"]
+
+
+def test_backends_get_redis_with_its_password_and_their_own_key_prefix():
+    objs = rendered(stacks.FULL)
+    for name in ("seg", "sam", "seg-cloud"):
+        values = env(container(objs, f"garments-{name}"))
+        assert values["REDIS_URL"] == "redis://garments-redis.labelling.svc:6379/0"  # no password in it
+        assert values["REDIS_PASSWORD"] == {"secretKeyRef": {"name": "garments-redis", "key": "password"}}
+        assert values["LABELSTACK_REDIS_PREFIX"] == f"labelstack:garments:{name}"
+
+
+def test_sam_backends_share_their_embeddings_through_redis_within_a_byte_budget():
+    objs = rendered(stacks.FULL)
+    sam = env(container(objs, "garments-sam"))
+    assert sam["LABELSTACK_SAM_REDIS_BYTES"] == str(128 * 2**20)
+    assert sam["LABELSTACK_SAM_REDIS_TTL"] == "3600"
+    seg = env(container(objs, "garments-seg"))
+    assert "LABELSTACK_SAM_REDIS_BYTES" not in seg and "LABELSTACK_SAM_REDIS_TTL" not in seg
+    defaults = env(container(rendered(stacks.SMALL), "garments-sam"))
+    assert defaults["LABELSTACK_SAM_REDIS_BYTES"] == str(256 * 2**20)
+    assert defaults["LABELSTACK_SAM_REDIS_TTL"] == "86400"
+
+
+def test_without_redis_backends_get_no_redis_variables_and_no_secret():
+    spec = stacks.spec(stacks.SMALL)
+    spec["redis"] = {"enabled": False}
+    objs = rendered(spec)
+    assert ("Secret", "garments-redis") not in by_key(objs)
+    for name in ("garments-seg", "garments-sam"):
+        values = env(container(objs, name))
+        assert not {k for k in values if "REDIS" in k}
+
+
+def test_a_gcs_model_store_with_a_key_mounts_it_read_only_and_models_are_a_local_mirror():
+    objs = rendered(stacks.FULL)
+    spec = pod(objs, "garments-seg-cloud")
+    values = env(spec["containers"][0])
+    assert values["LABELSTACK_MODEL_STORE"] == "gs://garment-models/garments/seg-cloud"
+    assert values["GOOGLE_APPLICATION_CREDENTIALS"] == "/var/run/secrets/labelstack/model-store/sa.json"
+    assert values["MODEL_DIR"] == "/models"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["models"] == {"name": "models", "emptyDir": {}}
+    assert volumes["model-store"]["secret"] == {
+        "secretName": "gcs-models",
+        "items": [{"key": "sa.json", "path": "sa.json"}],
+        "defaultMode": 0o440,
+    }
+    mounts = spec["containers"][0]["volumeMounts"]
+    assert {
+        "name": "model-store",
+        "mountPath": "/var/run/secrets/labelstack/model-store",
+        "readOnly": True,
+    } in mounts
+    # The other backends keep their models where they were.
+    assert "LABELSTACK_MODEL_STORE" not in env(container(objs, "garments-seg"))
+
+
+def test_a_gcs_model_store_without_a_key_uses_workload_identity():
+    spec = stacks.spec(stacks.SMALL)
+    spec["backends"][0]["modelStorage"] = {"gcs": {"bucket": "garment-models", "prefix": "seg"}}
+    objs = rendered(spec)
+    seg = pod(objs, "garments-seg")
+    values = env(seg["containers"][0])
+    assert values["LABELSTACK_MODEL_STORE"] == "gs://garment-models/seg"
+    assert "GOOGLE_APPLICATION_CREDENTIALS" not in values
+    assert "model-store" not in {v["name"] for v in seg["volumes"]}
+    assert ("PersistentVolumeClaim", "garments-seg-models") not in by_key(objs)
+    # A model store is for fine-tuned models: a SAM backend has none.
+    spec["backends"][1]["modelStorage"] = {"gcs": {"bucket": "garment-models", "prefix": "sam"}}
+    assert "LABELSTACK_MODEL_STORE" not in env(container(rendered(spec), "garments-sam"))
+
+
+def test_the_autoscaler_scales_the_deployment_on_cpu_and_in_flight_requests():
+    objs = by_key(rendered(stacks.FULL))
+    hpa = objs[("HorizontalPodAutoscaler", "garments-seg")]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    deployment = objs[("Deployment", "garments-seg")]
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "garments-seg",
+    }
+    assert hpa["metadata"]["labels"] == deployment["metadata"]["labels"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+    assert hpa["spec"]["metrics"] == [
+        {
+            "type": "Resource",
+            "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}},
+        },
+        {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": "labelstack_inflight_requests"},
+                "target": {"type": "AverageValue", "averageValue": "1500m"},
+            },
+        },
+    ]
+
+
+def test_the_autoscaler_defaults_to_cpu_and_can_scale_on_the_pods_metric_alone():
+    spec = stacks.spec(stacks.SMALL)
+    spec["backends"][1]["autoscaling"] = {"enabled": True}
+    hpa = by_key(rendered(spec))[("HorizontalPodAutoscaler", "garments-sam")]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 4)
+    assert hpa["metrics"] == [
+        {
+            "type": "Resource",
+            "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+        }
+    ]
+    # On the pods metric alone, a backend needs no CPU request.
+    spec["backends"][1]["autoscaling"] = {"enabled": True, "podsMetric": {"targetAverageValue": "3"}}
+    spec["backends"][1]["resources"] = {"limits": {"memory": "4Gi"}}
+    objs = rendered(spec)
+    (metric,) = by_key(objs)[("HorizontalPodAutoscaler", "garments-sam")]["spec"]["metrics"]
+    assert metric["type"] == "Pods" and metric["pods"]["target"]["averageValue"] == "3"
+    for obj in objs:
+        kubernetes_validate.validate(obj, "1.30.0", strict=True)
+
+
+def test_an_autoscaled_deployment_leaves_the_replica_count_to_the_autoscaler():
+    objs = by_key(rendered(stacks.FULL))
+    assert "replicas" not in objs[("Deployment", "garments-seg")]["spec"]  # replicas: 2 is ignored
+    assert objs[("Deployment", "garments-sam")]["spec"]["replicas"] == 2
+    assert objs[("Deployment", "garments-seg-cloud")]["spec"]["replicas"] == 3
+
+
+def test_backends_that_can_have_several_pods_get_a_disruption_budget_of_one():
+    objs = by_key(rendered(stacks.FULL))
+    for name in ("garments-seg", "garments-sam"):
+        budget = objs[("PodDisruptionBudget", name)]
+        assert budget["apiVersion"] == "policy/v1"
+        assert budget["spec"]["maxUnavailable"] == 1 and "minAvailable" not in budget["spec"]
+        assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+        # Exactly this backend's pods: the selector of its Deployment.
+        assert budget["spec"]["selector"] == objs[("Deployment", name)]["spec"]["selector"]
+    # One pod (and seg-cloud, which turned it off): no budget.
+    assert not any(kind == "PodDisruptionBudget" for kind, _ in by_key(rendered(stacks.SMALL)))
+
+
+def test_scaling_a_backend_out_touches_only_its_own_objects():
+    before = by_key(rendered(stacks.SMALL))
+    spec = stacks.spec(stacks.SMALL)
+    spec["backends"][1]["replicas"] = 3
+    after = by_key(rendered(spec))
+    assert set(after) - set(before) == {("PodDisruptionBudget", "garments-sam")}
+    changed = {key for key in before if key[0] != "Secret" and before[key] != after[key]}
+    assert changed == {("Deployment", "garments-sam")}

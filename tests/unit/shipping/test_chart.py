@@ -40,6 +40,7 @@ def test_there_are_value_sets_for_what_users_deploy():
         "ingress-tls-values.yaml",
         "namespaced-values.yaml",
         "operator-options-values.yaml",
+        "scale-out-values.yaml",
     }
 
 

@@ -11,6 +11,7 @@ import yaml
 
 from labelstack_operator import constants as c
 from labelstack_operator.crd import render_yaml
+from labelstack_operator.render import Stack, build_children
 from labelstack_operator.spec import SpecError, parse_spec
 from scripts import render_manifests as gen
 from tests.support.shipping import by_kind, checked_in_crd_schema, validate
@@ -62,6 +63,15 @@ def test_examples_validate_against_the_crds_own_schema(path):
     parse_spec(stack["spec"])  # and the rules the schema cannot express
 
 
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_what_the_operator_makes_of_each_example_is_valid_kubernetes(path):
+    (stack,) = list(yaml.safe_load_all(path.read_text()))
+    name = stack["metadata"]["name"]
+    children = build_children(Stack(name, "labelling", "0000-uid", parse_spec(stack["spec"])))
+    for obj in children:
+        validate(obj)
+
+
 def test_the_crd_schema_refuses_what_the_operator_would_refuse():
     bad = load_example("gpu")
     bad["spec"]["backends"][0]["gpu"] = -1
@@ -93,6 +103,27 @@ def test_fashion_example_labels_garments_with_polygons_and_brushes_from_and_to_g
         assert f'value="{garment}"' in config
     assert project.gcs is not None and project.gcs.source and project.gcs.target
     assert project.gcs.source.credentials_secret and project.gcs.target.credentials_secret
+
+
+def test_scale_out_example_autoscales_segmentation_on_shared_models_and_runs_two_sam_pods():
+    spec = parse_spec(load_example("scale-out")["spec"])
+    seg = next(b for b in spec.backends if b.type.value == "segmentation")
+    sam = next(b for b in spec.backends if b.type.value == "sam")
+    assert seg.autoscaling.enabled and seg.autoscaling.min_replicas >= 2
+    assert seg.autoscaling.pods_metric is not None
+    assert seg.autoscaling.pods_metric.name == "labelstack_inflight_requests"
+    # Shared models: a GCS store (or a ReadWriteMany volume), never a ReadWriteOnce one.
+    assert seg.model_store is not None or seg.model_storage.access_mode == "ReadWriteMany"
+    assert sam.replicas == 2 and not sam.autoscaling.enabled
+    assert seg.disruption_budget_wanted and sam.disruption_budget_wanted
+    assert spec.redis.enabled
+
+
+def test_the_scale_out_example_needs_its_shared_models():
+    spec = copy.deepcopy(load_example("scale-out")["spec"])
+    del spec["backends"][0]["modelStorage"]
+    with pytest.raises(SpecError, match="replicas cannot share a ReadWriteOnce volume"):
+        parse_spec(spec)
 
 
 def test_an_example_with_a_cross_field_error_is_refused_by_the_model():

@@ -1,0 +1,174 @@
+"""One reconcile pass at a time against kmock: a scaled-out stack's children, and quiet resyncs.
+
+The pass is called directly (no kopf), so each step is deterministic; the real
+operator against the same emulator is in tests/integration/operator.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import kopf
+import pytest
+
+from labelstack_operator import constants as c
+from labelstack_operator import reconcile
+from labelstack_operator.config import OperatorConfig
+from labelstack_operator.kube import Kube
+from labelstack_operator.reconcile import deployment_readiness
+from labelstack_operator.retry import RetryPolicy
+from tests.support import stacks
+from tests.support.kube import KubeServer
+
+SCALED_OUT: dict[str, Any] = {
+    "backends": [
+        {
+            "name": "seg",
+            "type": "segmentation",
+            "weights": {"demo": True},
+            "modelStorage": {"accessMode": "ReadWriteMany"},
+            "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 5},
+        },
+        {"name": "sam", "type": "sam", "weights": {"demo": True}, "replicas": 2},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[KubeServer]:
+    with KubeServer() as kube:
+        yield kube
+
+
+@pytest.fixture(scope="module")
+def ctx(server: KubeServer) -> reconcile.Context:
+    kube = Kube(
+        lambda: kopf.ConnectionInfo(server=server.url, insecure=True),
+        retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02),
+    )
+    return reconcile.Context(kube=kube, config=OperatorConfig())
+
+
+class Namespace:
+    def __init__(self, server: KubeServer, name: str) -> None:
+        self.server = server
+        self.name = name
+
+    def create_stack(self, spec: dict[str, Any]) -> None:
+        self.server.create(stacks.stack_body("garments", self.name, spec), c.PLURAL)
+
+    def stack(self) -> dict[str, Any]:
+        body = self.server.get(c.API_VERSION, c.PLURAL, self.name, "garments")
+        assert body is not None
+        return body
+
+    def get(self, api_version: str, plural: str, name: str) -> dict[str, Any]:
+        obj = self.server.get(api_version, plural, self.name, name)
+        assert obj is not None, (plural, name)
+        return obj
+
+    def condition(self, type_: str) -> dict[str, Any]:
+        return next(x for x in self.stack()["status"]["conditions"] if x["type"] == type_)
+
+    def names(self, api_version: str, plural: str) -> set[str]:
+        return {o["metadata"]["name"] for o in self.server.list(api_version, plural, self.name)}
+
+    def writes_since(self, mark: int) -> list[tuple[str, str, str | None]]:
+        return [
+            (r.method.value, r.resource.plural if r.resource else "", r.name)
+            for r in self.server.operator_writes(mark)
+            if r.namespace == self.name
+        ]
+
+
+def test_a_scaled_out_stack_gets_its_autoscaler_budgets_and_redis_password(server, ctx):
+    ns = Namespace(server, "scaled-out")
+    ns.create_stack(SCALED_OUT)
+    reconcile.reconcile(ctx, ns.stack())
+
+    hpa = ns.get("autoscaling/v2", "horizontalpodautoscalers", "garments-seg")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "garments-seg"
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
+    assert ns.names("autoscaling/v2", "horizontalpodautoscalers") == {"garments-seg"}
+    assert ns.names("policy/v1", "poddisruptionbudgets") == {"garments-seg", "garments-sam"}
+    assert "replicas" not in ns.get("apps/v1", "deployments", "garments-seg")["spec"]
+
+    secret = ns.get("v1", "secrets", "garments-redis")
+    assert len(base64.b64decode(secret["data"]["password"])) >= 24
+    assert "ownerReferences" not in secret["metadata"]  # kept with the data (Retain)
+    events = server.list("v1", "events", ns.name)
+    generated = sorted(e["message"] for e in events if e["reason"] == "SecretGenerated")
+    assert generated == ["generated Secret garments-label-studio-admin", "generated Secret garments-redis"]
+
+    # A resync of the unchanged stack writes nothing.
+    mark = len(server.requests())
+    reconcile.reconcile(ctx, ns.stack())
+    assert ns.writes_since(mark) == []
+
+    # The HPA scales the Deployment; the operator leaves the count alone and counts what it wants.
+    server.patch("apps/v1", "deployments", ns.name, "garments-seg", {"spec": {"replicas": 4}})
+    mark = len(server.requests())
+    reconcile.reconcile(ctx, ns.stack())
+    assert [w for w in ns.writes_since(mark) if w[1] != "labelingstacks"] == []
+    assert ns.get("apps/v1", "deployments", "garments-seg")["spec"]["replicas"] == 4
+    assert "seg 0/4" in ns.condition("BackendsReady")["message"]
+    assert ns.get("v1", "secrets", "garments-redis") == secret  # never generated again
+
+
+def test_turning_autoscaling_off_prunes_the_autoscaler_and_the_budget(server, ctx):
+    ns = Namespace(server, "scaled-back")
+    ns.create_stack(SCALED_OUT)
+    reconcile.reconcile(ctx, ns.stack())
+    spec = stacks.spec(SCALED_OUT)
+    spec["backends"][0]["autoscaling"] = {"enabled": False}
+    server.patch(c.API_VERSION, c.PLURAL, ns.name, "garments", {"spec": spec})
+    reconcile.reconcile(ctx, ns.stack())
+    assert ns.names("autoscaling/v2", "horizontalpodautoscalers") == set()
+    assert ns.names("policy/v1", "poddisruptionbudgets") == {"garments-sam"}
+    assert ns.get("apps/v1", "deployments", "garments-seg")["spec"]["replicas"] == 1
+
+
+def test_a_redis_secret_without_a_password_is_a_clear_condition(server, ctx):
+    ns = Namespace(server, "bad-redis-secret")
+    server.create(
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "garments-redis", "namespace": ns.name}},
+        "secrets",
+    )
+    ns.create_stack(stacks.MINIMAL)
+    reconcile.reconcile(ctx, ns.stack())
+    ready = ns.condition("Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "RedisSecretInvalid")
+    assert ready["message"].endswith("Secret garments-redis has no key 'password'")
+    assert ns.names("apps/v1", "deployments") == set()
+
+
+@pytest.mark.parametrize(
+    ("deployment", "counts"),
+    [
+        (None, (0, 1)),
+        # Rendered with autoscaling: no spec.replicas (what a live object never lacks).
+        ({"spec": {}, "status": {"readyReplicas": 1}}, (1, 1)),
+        # Live, scaled by the HPA.
+        (
+            {
+                "metadata": {"generation": 3},
+                "spec": {"replicas": 4},
+                "status": {"readyReplicas": 3, "observedGeneration": 3},
+            },
+            (3, 4),
+        ),
+        (
+            {
+                "metadata": {"generation": 4},
+                "spec": {"replicas": 4},
+                "status": {"readyReplicas": 4, "observedGeneration": 3},
+            },
+            (0, 4),
+        ),
+        ({"spec": {"replicas": 0}, "status": {}}, (0, 0)),
+    ],
+)
+def test_deployment_readiness_counts_what_the_live_object_wants(deployment, counts):
+    assert deployment_readiness(deployment) == counts
