@@ -212,16 +212,17 @@ def no_op_resync(kube: KubeServer, count: int, rounds: int) -> dict[str, Any]:
 def one_change(kube: KubeServer) -> dict[str, Any]:
     """A spec change on one of the many stacks: its writes, all kinds."""
     ns, name = "bench-many", "s000"
-    before = kube.get("apps/v1", "deployments", ns, f"{name}-seg")
+    before = kube.get("apps/v1", "deployments", ns, f"{name}-sam")
     assert before is not None
     mark = len(kube.requests())
     backends = stacks.spec(stacks.SMALL)["backends"]
-    backends[0]["replicas"] = 2
+    # SAM: the segmentation backend's ReadWriteOnce models volume allows one pod only.
+    backends[1]["replicas"] = 2
     kube.patch(c.API_VERSION, c.PLURAL, ns, name, {"spec": {"backends": backends}})
     wait(
         "the changed Deployment",
         lambda: (
-            (kube.get("apps/v1", "deployments", ns, f"{name}-seg") or {}).get("spec", {}).get("replicas") == 2
+            (kube.get("apps/v1", "deployments", ns, f"{name}-sam") or {}).get("spec", {}).get("replicas") == 2
         ),
     )
     settle(kube, ns, quiet=3.0)
