@@ -42,6 +42,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # Watch exactly the namespaces given (or all): no cluster-wide namespace or CRD scans to grant.
     settings.scanning.disabled = True
     settings.watching.server_timeout = 300
+    # A stack deleted while a resync pass runs keeps kopf's finalizer until the pass ends, and kopf
+    # looks again only after cancellation_polling (60 s by default): the deletion hung a minute.
+    settings.background.cancellation_polling = 1.0
     memo.context = reconciler.Context(kube=Kube(lambda: login(config)), config=config)
     log.info("resync every %.0fs; Label Studio at %s", RESYNC_SECONDS, config.label_studio_url)
 

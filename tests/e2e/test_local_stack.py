@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,9 +186,14 @@ def test_the_editor_draws_the_predicted_regions(stack: Stack, artifacts_dir: Pat
         log_in(page, stack.url, stack.login.username, stack.login.password)
         page.goto(f"{stack.url}/projects/{stack.project}/data?task={task['id']}")
         page.wait_for_selector('[data-testid="bottombar-submit-button"]', timeout=120_000)
-        page.wait_for_selector(
-            ".lsf-outliner-item__control_type_predict svg", state="attached", timeout=120_000
-        )
+        if not predicted_regions_drawn(page, timeout_ms=60_000):
+            # Seen once in CI on a loaded machine: the editor came up without its regions. Keep
+            # what it showed, then open the task once more, as a labeller would.
+            page.screenshot(path=str(artifacts_dir / "local-stack-editor-first-load.png"))
+            warnings.warn(f"the editor drew no predicted region at first: {editor_state(page)}", stacklevel=1)
+            page.reload()
+            page.wait_for_selector('[data-testid="bottombar-submit-button"]', timeout=120_000)
+            assert predicted_regions_drawn(page, timeout_ms=90_000), editor_state(page)
         rows = page.locator(".lsf-outliner-item").count()
         editor = page.evaluate(
             "() => { const s = window.Htx.annotationStore;"
@@ -198,6 +204,24 @@ def test_the_editor_draws_the_predicted_regions(stack: Stack, artifacts_dir: Pat
     expected = len(stack.predictions(task["id"])[0]["result"])
     assert rows == expected and editor == {"predictions": 1, "regions": expected}
     assert shot.stat().st_size > 10_000
+
+
+def predicted_regions_drawn(page: Any, timeout_ms: int) -> bool:
+    try:
+        page.wait_for_selector(
+            ".lsf-outliner-item__control_type_predict svg", state="attached", timeout=timeout_ms
+        )
+    except Exception:  # playwright's TimeoutError
+        return False
+    return True
+
+
+def editor_state(page: Any) -> Any:
+    return page.evaluate(
+        "() => { const s = window.Htx && window.Htx.annotationStore; if (!s) return 'no editor';"
+        " return {predictions: s.predictions.length, annotations: s.annotations.length,"
+        " regions: s.selected ? s.selected.regions.length : null}; }"
+    )
 
 
 def _polygon(label: str, box: tuple[float, float, float, float], size: tuple[int, int]) -> dict[str, Any]:

@@ -45,7 +45,18 @@ def stack(request: pytest.FixtureRequest, kube_server: KubeServer, operator: Non
     # Stacks left behind would keep the operator's timers busy for the tests after this one.
     if driver.get() is not None:
         driver.delete()
-        wait_for("the stack to go", lambda: driver.get() is None)
+        try:
+            wait_for("the stack to go", lambda: driver.get() is None)
+        except AssertionError:
+            writes = [
+                f"{r.method.value} {r.url.path} {r.text[:300]}"
+                for r in kube_server.requests()
+                if r.namespace == namespace
+                and r.resource is not None
+                and r.resource.plural == "labelingstacks"
+                and r.method.value != "GET"
+            ]
+            raise AssertionError("the stack stayed; its writes:\n" + "\n".join(writes[-12:])) from None
 
 
 def expected_children(driver: StackDriver, spec: dict) -> set[tuple[str, str]]:
