@@ -35,6 +35,7 @@ from labelstack_operator.labelstudio import LabelStudioClient
 from tests.support.browser import label_studio_page, log_in
 from tests.support.localstack import free_ports, labelstack, processes_of, up_command
 from tests.support.sam import keypoint
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -254,11 +255,11 @@ def test_annotations_train_a_new_model_version_that_predicts(stack: Stack) -> No
     assert new != base and new.startswith(base)
     # The job is done once the version is published; serving switches to it just after (load, then
     # switch: docs/scaling.md gives the bound), so "done" may come a moment before the new version.
-    switch_deadline = time.monotonic() + 30
-    while info["model_version"] != new and time.monotonic() < switch_deadline:
-        time.sleep(0.2)
-        info = requests.get(versions, timeout=10).json()
-    assert info["model_version"] == new, info
+    wait_for(
+        "the trained version to serve",
+        lambda: requests.get(versions, timeout=10).json()["model_version"] == new,
+        30,
+    )
 
     stack.client.sdk.ml.get(id=seg.id)  # Label Studio reads the backend's version again
     retrieve_predictions(stack.client, stack.project)

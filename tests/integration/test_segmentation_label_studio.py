@@ -15,6 +15,7 @@ import requests
 
 from tests.support.backend import run_backend
 from tests.support.projects import DEMO_SHAPES_CONFIG, shapes_project
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -101,8 +102,15 @@ def test_predict_annotate_train_and_predict_again(label_studio, shapes, tmp_path
                 break
             time.sleep(1)
         assert info["training"]["status"] == "done", info["training"]
-        new_version = info["model_version"]
+        new_version = info["training"]["version"]
         assert new_version != base_version and new_version.startswith("yolov8n-seg-random-p")
+
+        # Done means published; serving loads the version and switches a moment later.
+        def serving() -> dict | None:
+            now = requests.get(f"{backend.url}/versions?project={project.id}", timeout=5).json()
+            return now if now["model_version"] == new_version else None
+
+        info = wait_for("the trained version to serve", serving, 30)
         assert info["versions"] == [base_version, new_version]
         assert info["training"]["epochs"] == 2 and info["training"]["loss"] is not None
 

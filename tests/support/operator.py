@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kopf.testing import KopfRunner
@@ -17,8 +16,7 @@ from labelstack_operator import reconcile
 from labelstack_operator.labelstudio import LabelStudioClient, LabelStudioError
 from labelstack_operator.wiring import ProjectPlan, ProjectResult, WiringResult
 from tests.support.kube import KubeServer
-
-T = TypeVar("T")
+from tests.support.waiting import wait_for
 
 CHILD_PLURALS = frozenset(
     {
@@ -31,18 +29,6 @@ CHILD_PLURALS = frozenset(
         "poddisruptionbudgets",
     }
 )
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
-    """Poll until ``probe`` returns something truthy (the timeout only stops a hung test)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 from labelstack_operator import constants as c
 from tests.support import stacks
 from tests.support.kube import KubeServer
-from tests.support.operator import wait_for
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,8 @@ from labelstack_operator.render import Stack, build_children
 from labelstack_operator.spec import parse_spec
 from tests.support import stacks
 from tests.support.kube import KubeServer
-from tests.support.operator import FakeWiring, StackDriver, running_operator, wait_for
+from tests.support.operator import FakeWiring, StackDriver, running_operator
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

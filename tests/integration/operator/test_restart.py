@@ -6,7 +6,8 @@ import pytest
 
 from tests.support import stacks
 from tests.support.kube import KubeServer
-from tests.support.operator import FakeWiring, StackDriver, running_operator, wait_for
+from tests.support.operator import FakeWiring, StackDriver, running_operator
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -21,6 +21,7 @@ from labelstack_backend.training.job import Heartbeat
 from labelstack_backend.training.manager import TrainDecision, TrainingManager, TrainingRefused
 from labelstack_backend.training.state import JobStatus
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -38,15 +39,6 @@ class Child:
 
     def poll(self) -> int:
         return 0
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_two_replicas_asking_at_the_same_instant_start_one_training(redis_server: RedisServer) -> None:
@@ -89,7 +81,7 @@ def test_the_lock_is_exclusive_expires_and_only_its_holder_releases_it(redis_ser
     assert b.try_lock("6", "pod-b:1", ttl=0.6) is not None, "locks are per project"
     assert lease.renew()
     # A killed holder renews no more: the lock goes by itself, and the next job takes it.
-    assert wait_for(lambda: b.try_lock("5", "pod-b:2", ttl=30) is not None, timeout=3)
+    wait_for("B to take the expired lock", lambda: b.try_lock("5", "pod-b:2", ttl=30) is not None, 3)
     assert a.lock_holder("5") == "pod-b:2"
     assert not lease.renew(), "the old holder learns that it lost the lock"
     lease.release()
@@ -122,7 +114,7 @@ def test_training_is_refused_with_a_reason_while_redis_is_down(redis_server: Red
     assert "Redis" in refused.value.reason and "twice" in refused.value.reason
     assert spawned == []
     redis_server.start()
-    assert wait_for(lambda: _started(mgr), timeout=10), "coordination resumes once Redis is back"
+    wait_for("coordination to resume once Redis is back", lambda: _started(mgr), 10)
     assert spawned == ["1"]
 
 
@@ -213,12 +205,16 @@ def test_announcements_reach_listeners_and_survive_a_redis_restart(redis_server:
     try:
         assert subscribed.acquire(timeout=5)
         assert sender.announce("7", "v1")
-        assert wait_for(lambda: [a.version for a in got] == ["v1"], timeout=5)
+        wait_for("the announcement of v1", lambda: [a.version for a in got] == ["v1"], 5)
         redis_server.stop()
         assert not sender.announce("7", "lost"), "announcing while Redis is down says so"
         redis_server.start()
         assert subscribed.acquire(timeout=15), "the listener resubscribes (and so resyncs) by itself"
-        assert wait_for(lambda: sender.announce("7", "v2") and "v2" in [a.version for a in got], timeout=10)
+        wait_for(
+            "the announcement of v2 after the reconnect",
+            lambda: sender.announce("7", "v2") and "v2" in [a.version for a in got],
+            10,
+        )
         assert got[0].project == "7" and got[-1].published_at > 0
     finally:
         stop.set()

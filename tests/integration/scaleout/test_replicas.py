@@ -8,7 +8,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from tests.support.projects import DEMO_SHAPES_CONFIG, ShapesProject, shapes_pro
 from tests.support.redis_server import RedisServer
 from tests.support.sam import CONFIG as SAM_CONFIG
 from tests.support.sam import keypoint, metric, write_image
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -79,17 +79,6 @@ def start_training(server: BackendServer, project: int) -> requests.Response:
     return requests.post(
         f"{server.url}/webhook", json={"action": "START_TRAINING", "project": {"id": project}}, timeout=10
     )
-
-
-def wait_for(what: str, predicate: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def finished(server: BackendServer, project: int, timeout: float = 300) -> dict[str, Any]:
