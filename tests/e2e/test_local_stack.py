@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from PIL import Image
 
 from labelstack_backend import rle
@@ -32,10 +31,10 @@ from labelstack_backend.localstack import credentials, procs, state
 from labelstack_backend.localstack.plan import Ports
 from labelstack_backend.localstack.project import retrieve_predictions
 from labelstack_operator.labelstudio import LabelStudioClient
+from tests.support.backend import serving, training_ended
 from tests.support.browser import label_studio_page, log_in
 from tests.support.localstack import free_ports, labelstack, processes_of, up_command
 from tests.support.sam import keypoint
-from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -243,23 +242,12 @@ def test_annotations_train_a_new_model_version_that_predicts(stack: Stack) -> No
         result = [_polygon("Dress", (20, 30, 45, 90), size), _polygon("Top", (55, 25, 80, 55), size)]
         stack.client.sdk.annotations.create(id=task["id"], result=result, was_cancelled=False)
     stack.client.sdk.ml.train(id=seg.id)  # what "Start Training" in the model settings sends
-    versions = f"http://127.0.0.1:{stack.ports.segmentation}/versions?project={stack.project}"
-    deadline = time.monotonic() + 600
-    while True:
-        info = requests.get(versions, timeout=10).json()
-        if info["training"]["status"] in ("done", "failed") or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    assert info["training"]["status"] == "done", info["training"]
-    new = info["training"]["version"]
+    url = f"http://127.0.0.1:{stack.ports.segmentation}"
+    job = training_ended(url, stack.project, timeout=600)
+    assert job["status"] == "done", job
+    new = job["version"]
     assert new != base and new.startswith(base)
-    # The job is done once the version is published; serving switches to it just after (load, then
-    # switch: docs/scaling.md gives the bound), so "done" may come a moment before the new version.
-    wait_for(
-        "the trained version to serve",
-        lambda: requests.get(versions, timeout=10).json()["model_version"] == new,
-        30,
-    )
+    serving(url, stack.project, new)
 
     stack.client.sdk.ml.get(id=seg.id)  # Label Studio reads the backend's version again
     retrieve_predictions(stack.client, stack.project)

@@ -8,14 +8,12 @@ predictions for all tasks in one go and read them back, then annotate, press
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import requests
 
-from tests.support.backend import run_backend
+from tests.support.backend import run_backend, serving, training_ended
 from tests.support.projects import DEMO_SHAPES_CONFIG, shapes_project
-from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -95,22 +93,11 @@ def test_predict_annotate_train_and_predict_again(label_studio, shapes, tmp_path
         label_studio.client.sdk.annotations.create(id=tasks[0]["id"], result=[], was_cancelled=True)
         label_studio.client.sdk.ml.train(id=ml.id)
 
-        deadline = time.monotonic() + 240
-        while True:
-            info = requests.get(f"{backend.url}/versions?project={project.id}", timeout=5).json()
-            if info["training"]["status"] in ("done", "failed") or time.monotonic() > deadline:
-                break
-            time.sleep(1)
-        assert info["training"]["status"] == "done", info["training"]
-        new_version = info["training"]["version"]
+        job = training_ended(backend.url, project.id, timeout=240)
+        assert job["status"] == "done", job
+        new_version = job["version"]
         assert new_version != base_version and new_version.startswith("yolov8n-seg-random-p")
-
-        # Done means published; serving loads the version and switches a moment later.
-        def serving() -> dict | None:
-            now = requests.get(f"{backend.url}/versions?project={project.id}", timeout=5).json()
-            return now if now["model_version"] == new_version else None
-
-        info = wait_for("the trained version to serve", serving, 30)
+        info = serving(backend.url, project.id, new_version)
         assert info["versions"] == [base_version, new_version]
         assert info["training"]["epochs"] == 2 and info["training"]["loss"] is not None
 

@@ -11,11 +11,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import requests
 
 from labelstack_backend.localstack.ports import free_port
+from tests.support.waiting import wait_for
 
 
 @dataclass
@@ -44,6 +46,32 @@ def trainers(server: BackendServer) -> list[psutil.Process]:
             if "labelstack_backend.training.job" in " ".join(p.cmdline()):
                 found.append(p)
     return found
+
+
+def versions(url: str, project: int) -> dict[str, Any]:
+    """A backend's ``/versions`` for a project: what it serves and its training state."""
+    return dict(requests.get(f"{url}/versions?project={project}", timeout=10).json())
+
+
+def training_ended(url: str, project: int, timeout: float = 300) -> dict[str, Any]:
+    """Wait for the project's training to be done or failed; return its state."""
+
+    def ended() -> dict[str, Any] | None:
+        job = dict(versions(url, project)["training"])
+        return job if job["status"] in ("done", "failed") else None
+
+    return wait_for("the training to end", ended, timeout, interval=0.5)
+
+
+def serving(url: str, project: int, version: str, timeout: float = 30) -> dict[str, Any]:
+    """Wait for the backend to serve ``version``: a job is done once it is published, and serving
+    loads it and switches a moment later (docs/scaling.md gives the bound)."""
+
+    def now() -> dict[str, Any] | None:
+        info = versions(url, project)
+        return info if info["model_version"] == version else None
+
+    return wait_for(f"{version} to serve", now, timeout, interval=0.2)
 
 
 def wait_until_ready(server: BackendServer, timeout: float = 120.0) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from labelstack_operator import constants as c
 from labelstack_operator.labelstudio import LabelStudioError
 from labelstack_operator.render import Stack, build_children
 from labelstack_operator.spec import parse_spec
@@ -51,11 +52,8 @@ def stack(request: pytest.FixtureRequest, kube_server: KubeServer, operator: Non
         except AssertionError:
             writes = [
                 f"{r.method.value} {r.url.path} {r.text[:300]}"
-                for r in kube_server.requests()
-                if r.namespace == namespace
-                and r.resource is not None
-                and r.resource.plural == "labelingstacks"
-                and r.method.value != "GET"
+                for r in kube_server.operator_writes()
+                if r.namespace == namespace and r.resource is not None and r.resource.plural == c.PLURAL
             ]
             raise AssertionError("the stack stayed; its writes:\n" + "\n".join(writes[-12:])) from None
 

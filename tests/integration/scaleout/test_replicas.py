@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from labelstack_backend import rle
-from tests.support.backend import BackendServer, run_replicas, trainers
+from tests.support.backend import BackendServer, run_replicas, trainers, training_ended, versions
 from tests.support.gcs_emulator import GcsEmulator, make_bucket
 from tests.support.projects import DEMO_SHAPES_CONFIG, ShapesProject, shapes_project
 from tests.support.redis_server import RedisServer
@@ -72,22 +72,12 @@ def predict(server: BackendServer, made: ShapesProject) -> dict[str, Any]:
 
 
 def training(server: BackendServer, project: int) -> dict[str, Any]:
-    return dict(requests.get(f"{server.url}/versions?project={project}", timeout=5).json()["training"])
+    return dict(versions(server.url, project)["training"])
 
 
 def start_training(server: BackendServer, project: int) -> requests.Response:
     return requests.post(
         f"{server.url}/webhook", json={"action": "START_TRAINING", "project": {"id": project}}, timeout=10
-    )
-
-
-def finished(server: BackendServer, project: int, timeout: float = 300) -> dict[str, Any]:
-    return dict(
-        wait_for(
-            "the training to end",
-            lambda: (t := training(server, project))["status"] in ("done", "failed") and t,
-            timeout,
-        )
     )
 
 
@@ -111,7 +101,7 @@ def test_training_started_through_a_is_served_by_a_and_b_from_a_bucket(
         assert predict(b, made)["model_version"] == base  # B serves the project before the training
         label_studio.client.sdk.ml.train(id=ml.id)
 
-        done = finished(b, made.project.id)  # the job ran on A; B reads its state from Redis
+        done = training_ended(b.url, made.project.id)  # the job ran on A; B reads its state from Redis
         assert done["status"] == "done", done
         new = done["version"]
         published = time.monotonic()
@@ -156,7 +146,7 @@ def test_start_training_on_a_and_b_at_once_trains_once(
             t.join()
         assert sorted(r.status_code for r in answers) == [200, 201], [r.text for r in answers]
         assert sorted(r.json()["status"] for r in answers) == ["already_running", "started"]
-        done = finished(replicas[0], made.project.id)
+        done = training_ended(replicas[0].url, made.project.id)
         assert done["status"] == "done" and done["runs"] == 1, done
         versions = requests.get(f"{replicas[1].url}/versions?project={made.project.id}", timeout=5).json()
         assert len(versions["versions"]) == 2, "the base model and exactly one trained version"
@@ -256,7 +246,7 @@ def test_a_redis_outage_degrades_coordination_only_and_coordination_resumes(
             assert metric(metrics_of(server), "labelstack_redis_up") == 1
         # Coordination resumes: a training through A, its state seen by B, and both switch.
         assert start_training(a, made.project.id).status_code == 201
-        done = finished(b, made.project.id)
+        done = training_ended(b.url, made.project.id)
         assert done["status"] == "done", done
         assert done["version"] != base
         wait_for(
