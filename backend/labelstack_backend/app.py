@@ -25,7 +25,7 @@ from labelstack_backend.service import BackendService
 
 log = logging.getLogger(__name__)
 
-OPEN_ROUTES = frozenset({"/health", "/"})
+OPEN_ROUTES = frozenset({"/health", "/livez", "/"})
 # Probes and scrapes are not load: labelstack_inflight_requests counts the rest (autoscaling).
 UNCOUNTED_ROUTES = frozenset({*OPEN_ROUTES, "/metrics"})
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -122,6 +122,11 @@ def create_app(service: BackendService) -> Flask:
     @app.get("/health")
     def health() -> tuple[Response, int]:
         status, body = service.health()
+        return jsonify(body), status
+
+    @app.get("/livez")
+    def livez() -> tuple[Response, int]:
+        status, body = service.live()
         return jsonify(body), status
 
     @app.post("/setup")

@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from labelstack_backend.workers import STATE_DIR_ENV, WorkerBoard
+
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '9090')}"
 # One worker per GPU is the norm: each worker loads its own copy of the model.
 workers = int(os.environ.get("WORKERS", "1"))
@@ -31,9 +33,24 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="labelstack-prom-")
 Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+# /health is 200 only once every worker has its model (labelstack_backend/workers.py).
+if STATE_DIR_ENV not in os.environ:
+    os.environ[STATE_DIR_ENV] = tempfile.mkdtemp(prefix="labelstack-workers-")
+board = WorkerBoard(Path(os.environ[STATE_DIR_ENV]))
+# Unused, and its default path in $HOME is shared by every server on the host.
+control_socket_disable = True
+
+
+def on_starting(server: Any) -> None:
+    board.reset(server.num_workers)
+
+
+def nworkers_changed(server: Any, new_value: int, old_value: int | None) -> None:
+    board.set_expected(new_value)
 
 
 def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    board.forget(worker.pid)

@@ -32,6 +32,7 @@ from labelstack_backend.protocol import (
 from labelstack_backend.settings import Settings
 from labelstack_backend.training.manager import TrainingManager
 from labelstack_backend.training.state import JobState
+from labelstack_backend.workers import WorkerBoard
 from labelstack_operator.labelstudio import LabelStudioClient
 
 log = logging.getLogger(__name__)
@@ -57,11 +58,13 @@ class BackendService:
         predictor: Predictor,
         trainer: TrainingManager | None = None,
         link: RedisLink | None = None,
+        board: WorkerBoard | None = None,
     ) -> None:
         self.settings = settings
         self.predictor = predictor
         self.trainer = trainer
         self.link = link
+        self.board = board
         self.state = ModelState.LOADING
         self.reason = ""
         self.started_at = time.time()
@@ -90,6 +93,8 @@ class BackendService:
         metrics.MODEL_LOAD_SECONDS.set(time.monotonic() - started)
         metrics.MODEL_READY.set(1)
         self.state = ModelState.READY
+        if self.board is not None:
+            self.board.mark_ready()
         self._ready.set()
         log.info("%s backend ready (%s)", self.predictor.name, self.predictor.model_version(None))
 
@@ -110,22 +115,39 @@ class BackendService:
 
     # -- routes --------------------------------------------------------------
     def health(self) -> tuple[int, dict[str, Any]]:
+        """200 once every worker of this server has its model (workers.py says why all)."""
+        ready = self.state is ModelState.READY
+        reason = self.reason
         body: dict[str, Any] = {
             "status": self.state.value,
             "model_class": self.predictor.name,
-            "ready": self.state is ModelState.READY,
             "uptime_s": round(time.time() - self.started_at, 1),
         }
-        if self.state is ModelState.READY:
+        if ready:
             body["model_version"] = self.predictor.model_version(None)
-        if self.reason:
-            body["reason"] = self.reason
+        if self.board is not None:
+            up, expected = self.board.counts()
+            body["workers"] = {"ready": up, "expected": expected}
+            if ready and up < expected:
+                ready, reason = False, f"{up} of {expected} workers have loaded the model"
+        body["ready"] = ready
+        if reason:
+            body["reason"] = reason
         # Redis down degrades coordination, not serving: still 200, so that Kubernetes keeps
         # routing to every replica (a 503 here would take them all out at once).
         redis = self.redis_status()
         body["redis"] = redis.to_json()
         body["degraded"] = redis.degraded
-        return (200 if self.state is ModelState.READY else 503), body
+        return (200 if ready else 503), body
+
+    def live(self) -> tuple[int, dict[str, Any]]:
+        """Liveness: a worker still loading is alive (a restart would only start over);
+        one whose model failed to load is not."""
+        body: dict[str, Any] = {"status": self.state.value}
+        if self.state is ModelState.FAILED:
+            body["reason"] = self.reason
+            return 503, body
+        return 200, body
 
     def redis_status(self) -> LinkStatus:
         return self.link.status() if self.link is not None else OFF

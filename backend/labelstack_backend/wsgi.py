@@ -26,6 +26,7 @@ from labelstack_backend.service import BackendService
 from labelstack_backend.settings import PredictorKind, Settings, SettingsError
 from labelstack_backend.training.manager import TrainingManager
 from labelstack_backend.training.stores import job_store
+from labelstack_backend.workers import WorkerBoard
 
 log = logging.getLogger("labelstack")
 
@@ -62,7 +63,7 @@ def build_service(settings: Settings) -> BackendService:
         trainer = TrainingManager(job_store(settings, link), train_every=settings.train_every)
     if link is not None:
         link.start_monitor()
-    return BackendService(settings, predictor, trainer, link)
+    return BackendService(settings, predictor, trainer, link, WorkerBoard.from_env())
 
 
 def create_app_from_env() -> Flask:

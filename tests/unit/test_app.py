@@ -10,6 +10,7 @@ from PIL import Image
 from labelstack_backend.app import create_app
 from labelstack_backend.errors import ModelLoadError
 from labelstack_backend.settings import Settings
+from labelstack_backend.workers import WorkerBoard
 from labelstack_backend.wsgi import build_service
 
 CONFIG = (
@@ -49,6 +50,35 @@ def test_health_is_honest_before_and_after_loading(served):
     after = client.get("/health")
     assert after.status_code == 200
     assert after.json["status"] == "UP" and after.json["model_version"] == "yolov8n-seg-random"
+
+
+def test_health_waits_for_every_worker_of_the_server(served, tmp_path, monkeypatch):
+    service, client, _, _ = served
+    board = WorkerBoard(tmp_path)
+    board.reset(2)
+    monkeypatch.setattr(service, "board", board)
+    board.mark_ready(1)  # this worker's sibling; this one is ready but has not said so here
+    half = client.get("/health")
+    assert half.status_code == 503, "one of two workers ready: Kubernetes must not route here yet"
+    assert half.json["status"] == "UP" and half.json["ready"] is False
+    assert half.json["workers"] == {"ready": 1, "expected": 2}
+    assert half.json["reason"] == "1 of 2 workers have loaded the model"
+    board.mark_ready(2)
+    full = client.get("/health")
+    assert full.status_code == 200 and full.json["ready"] is True
+    assert full.json["workers"] == {"ready": 2, "expected": 2} and "reason" not in full.json
+
+
+def test_liveness_is_only_lost_when_the_model_failed(served, tmp_path):
+    _, client, _, _ = served
+    assert client.get("/livez").status_code == 200
+    loading = make_service(tmp_path)
+    resp = create_app(loading).test_client().get("/livez")
+    assert resp.status_code == 200 and resp.json == {"status": "LOADING"}, "loading is alive"
+    failed = make_service(tmp_path)
+    failed._fail("CUDA out of memory")
+    resp = create_app(failed).test_client().get("/livez")
+    assert resp.status_code == 503 and resp.json == {"status": "FAILED", "reason": "CUDA out of memory"}
 
 
 def test_setup_answers_the_model_version(served):
@@ -185,6 +215,7 @@ def test_basic_auth_guards_everything_but_health(tmp_path):
     service = make_service(tmp_path, BASIC_AUTH_USER="u", BASIC_AUTH_PASS="p")
     client = create_app(service).test_client()
     assert client.get("/health").status_code == 503  # open, but still loading
+    assert client.get("/livez").status_code == 200
     assert client.post("/setup", json={"schema": CONFIG}).status_code == 401
     assert client.get("/metrics").status_code == 401
     good = {"Authorization": "Basic " + base64.b64encode(b"u:p").decode()}

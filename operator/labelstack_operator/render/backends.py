@@ -137,11 +137,12 @@ def build_backend_deployment(stack: Stack, backend: Backend) -> Manifest:
         ),
         "securityContext": parts.container_security(read_only_root=True),
         "volumeMounts": mounts,
-        # /health is 503 until the model is loaded: loading big weights may take minutes.
+        # /health is 503 until every worker has its model: loading big weights may take minutes.
         "startupProbe": parts.http_probe("/health", period=10, timeout=3, failures=60),
         "readinessProbe": parts.http_probe("/health", period=10, timeout=3, failures=3),
-        # A model that failed to load stays 503: restart and try again.
-        "livenessProbe": parts.http_probe("/health", period=30, timeout=5, failures=5),
+        # /livez is 503 only for a model that failed to load (restart and try again), not while
+        # a crashed worker's replacement loads.
+        "livenessProbe": parts.http_probe("/livez", period=30, timeout=5, failures=5),
     }
     if backend.image_pull_policy:
         container["imagePullPolicy"] = backend.image_pull_policy

@@ -151,7 +151,8 @@ def test_backend_probes_give_model_loading_minutes():
     assert startup["httpGet"] == {"path": "/health", "port": "http"}
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
     assert cont["readinessProbe"]["httpGet"]["path"] == "/health"
-    assert cont["livenessProbe"]["httpGet"]["path"] == "/health"
+    # A worker reloading its model is not dead: liveness asks only whether loading failed.
+    assert cont["livenessProbe"]["httpGet"]["path"] == "/livez"
 
 
 def test_label_studio_probes_allow_a_slow_first_migration():
