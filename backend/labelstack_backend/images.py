@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlencode, urlparse, urlunparse
 
 import requests
@@ -29,6 +30,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from labelstack_backend.errors import ImageError
 from labelstack_backend.imagecache import DiskCache
 from labelstack_operator.labelstudio import LabelStudioClient, LabelStudioError
+
+if TYPE_CHECKING:
+    from labelstack_backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +232,16 @@ class ImageLoader:
         self.cache = cache
         self._gcs_fetch = gcs_fetch or _gcs_fetch
         self._session = requests.Session()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImageLoader:
+        """The limits and the disk cache the settings give."""
+        return cls(
+            max_pixels=settings.image_max_pixels,
+            max_bytes=settings.image_max_bytes,
+            timeout=settings.image_timeout,
+            cache=DiskCache(settings.image_cache_path, settings.image_cache_bytes),
+        )
 
     def load(self, value: str, ls: LabelStudioClient | None = None) -> LoadedImage:
         ref = resolve_ref(value, ls.url if ls else None)

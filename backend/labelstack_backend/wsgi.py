@@ -17,7 +17,6 @@ from labelstack_backend.coordination.blobcache import RedisBlobCache
 from labelstack_backend.coordination.link import coordination_link
 from labelstack_backend.coordination.versions import VersionBus
 from labelstack_backend.errors import ModelLoadError
-from labelstack_backend.imagecache import DiskCache
 from labelstack_backend.images import ImageLoader
 from labelstack_backend.logsetup import configure_logging
 from labelstack_backend.predictors.base import Predictor
@@ -36,12 +35,7 @@ WORKER_BOOT_ERROR = 3
 def build_service(settings: Settings) -> BackendService:
     """Wire the parts for ``settings``. Raises ModelLoadError for unusable weights."""
     settings.model_dir_resolved.mkdir(parents=True, exist_ok=True)
-    loader = ImageLoader(
-        max_pixels=settings.image_max_pixels,
-        max_bytes=settings.image_max_bytes,
-        timeout=settings.image_timeout,
-        cache=DiskCache(settings.image_cache_path, settings.image_cache_bytes),
-    )
+    loader = ImageLoader.from_settings(settings)
     # Scaled out: one Redis link per process for coordination and shared caches (docs/scaling.md).
     link = coordination_link(settings) if settings.redis_url else None
     predictor: Predictor

@@ -50,14 +50,29 @@ def annotated(label_studio):
     return made, masks
 
 
+@pytest.fixture(autouse=True)
+def user_cache(tmp_path, monkeypatch) -> Path:
+    """Where a command run by hand caches fetched images: the user's cache folder, here in tmp."""
+    for name in ("MODEL_DIR", "LABELSTACK_IMAGE_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    return tmp_path / "xdg-cache" / "labelstack" / "images"
+
+
 def cli(label_studio, *args: str) -> int:
     return labelstack(["export", "--url", label_studio.url, "--token", label_studio.token, *args])
 
 
-def test_yolo_export_is_versioned_stable_and_trains(label_studio, annotated, tmp_path, capsys):
+def test_yolo_export_is_versioned_stable_and_trains(
+    label_studio, annotated, tmp_path, capsys, user_cache, monkeypatch
+):
     made, _ = annotated
     pid = str(made.project.id)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     assert cli(label_studio, "--project", pid, str(tmp_path / "out")) == 0
+    assert any(p.is_file() for p in user_cache.rglob("*")), "fetched images are cached for the next export"
+    assert list((tmp_path / "cwd").iterdir()) == [], "and nothing lands where the command was run"
     first = Path(capsys.readouterr().out.strip())
     manifest = json.loads((first / "manifest.json").read_text())
     assert manifest["counts"]["images"] == 4 and manifest["skipped"] == []

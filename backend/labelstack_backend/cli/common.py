@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from rich.console import Console
 
@@ -54,4 +55,10 @@ def resolve_project(ls: LabelStudioClient, project: str) -> int:
 
 
 def settings() -> Settings:
-    return Settings.from_env()
+    """The backend's settings from the environment. A command run by hand caches fetched images
+    in the user's cache folder, not under ./models of wherever it was run, unless told where."""
+    env = dict(os.environ)
+    if not env.get("MODEL_DIR") and not env.get("LABELSTACK_IMAGE_CACHE_DIR"):
+        cache_home = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        env["LABELSTACK_IMAGE_CACHE_DIR"] = str(cache_home / "labelstack" / "images")
+    return Settings.from_env(env)

@@ -12,7 +12,6 @@ from labelstack_backend.cli.common import (
     settings,
 )
 from labelstack_backend.datasets.export import ExportOptions, export_project
-from labelstack_backend.imagecache import DiskCache
 from labelstack_backend.images import ImageLoader
 
 HELP = "export finished annotations as a versioned YOLO-seg or COCO dataset"
@@ -42,15 +41,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    s = settings()
+    loader = ImageLoader.from_settings(settings())
     ls = label_studio(args)
     project = resolve_project(ls, args.project)
-    loader = ImageLoader(
-        max_pixels=s.image_max_pixels,
-        max_bytes=s.image_max_bytes,
-        timeout=s.image_timeout,
-        cache=DiskCache(s.image_cache_path, s.image_cache_bytes),
-    )
     options = ExportOptions(
         format=args.format, images=args.images, brush_as=args.brush_as, val_fraction=args.val_fraction
     )

@@ -32,7 +32,6 @@ from labelstack_backend.coordination.versions import VersionBus
 from labelstack_backend.errors import BackendError, TrainingError
 from labelstack_backend.formats.annotations import labeled_images
 from labelstack_backend.formats.yolo import write_dataset
-from labelstack_backend.imagecache import DiskCache
 from labelstack_backend.images import ImageLoader
 from labelstack_backend.labelconfig import BRUSH, POLYGON, parse_label_config
 from labelstack_backend.logsetup import configure_logging
@@ -182,13 +181,7 @@ def train_once(
     current = registry.current(project)
     base_name = models.source.name
     start_from = str(current.path) if current else models.base_weights_path()
-    cache = DiskCache(settings.image_cache_path, settings.image_cache_bytes)
-    loader = ImageLoader(
-        max_pixels=settings.image_max_pixels,
-        max_bytes=settings.image_max_bytes,
-        timeout=settings.image_timeout,
-        cache=cache,
-    )
+    loader = ImageLoader.from_settings(settings)
     extra = json.loads(settings.train_extra) if settings.train_extra else {}
 
     def on_epoch(p: EpochProgress) -> None:
