@@ -29,14 +29,22 @@ preload_app = False
 accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in {"1", "true", "yes"} else None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+
+def shared_dir(env: str, prefix: str) -> Path:
+    """A folder every worker finds through ``env`` (inherited at the fork): the one it names, or
+    a fresh temporary one."""
+    if env not in os.environ:
+        os.environ[env] = tempfile.mkdtemp(prefix=prefix)
+    path = Path(os.environ[env])
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 # Prometheus counters from every worker are summed at scrape time.
-if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="labelstack-prom-")
-Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+shared_dir("PROMETHEUS_MULTIPROC_DIR", "labelstack-prom-")
 # /health is 200 only once every worker has its model (labelstack_backend/workers.py).
-if STATE_DIR_ENV not in os.environ:
-    os.environ[STATE_DIR_ENV] = tempfile.mkdtemp(prefix="labelstack-workers-")
-board = WorkerBoard(Path(os.environ[STATE_DIR_ENV]))
+board = WorkerBoard(shared_dir(STATE_DIR_ENV, "labelstack-workers-"))
 # Unused, and its default path in $HOME is shared by every server on the host.
 control_socket_disable = True
 

@@ -35,10 +35,9 @@ class WorkerBoard:
     def reset(self, expected: int) -> None:
         """A fresh server: no worker is ready yet (files left by a killed container are stale,
         and pids repeat in a new one)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.set_expected(expected)
         for path in self.directory.glob(f"*{READY_SUFFIX}"):
             path.unlink(missing_ok=True)
-        self.set_expected(expected)
 
     def set_expected(self, expected: int) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 
 import psutil
 import pytest
@@ -35,18 +36,18 @@ def test_a_worker_that_reloads_takes_the_server_out_until_it_is_back(tmp_path):
         victim = psutil.Process(backend.proc.pid).children()[0]
         os.kill(victim.pid, signal.SIGKILL)  # gunicorn forks a new worker, which loads again
 
-        def reloading() -> dict | None:
-            status, body = health(backend.url)
-            return body if status == 503 else None
+        def answering(want: int) -> Callable[[], dict | None]:
+            def probe() -> dict | None:
+                status, body = health(backend.url)
+                return body if status == want else None
 
-        body = wait_for("the server to answer 503 while a worker reloads", reloading, timeout=30)
+            return probe
+
+        body = wait_for("the server to answer 503 while a worker reloads", answering(503), timeout=30)
         assert body["workers"]["expected"] == 2 and body["workers"]["ready"] <= 1
         assert body["ready"] is False and body["reason"]
         assert requests.get(f"{backend.url}/livez", timeout=5).status_code == 200, "reloading is alive"
 
-        def back() -> dict | None:
-            status, body = health(backend.url)
-            return body if status == 200 else None
-
-        assert wait_for("the new worker to load", back, timeout=120)["workers"] == {"ready": 2, "expected": 2}
+        back = wait_for("the new worker to load", answering(200), timeout=120)
+        assert back["workers"] == {"ready": 2, "expected": 2}
         assert victim.pid not in {p.pid for p in psutil.Process(backend.proc.pid).children()}

@@ -12,7 +12,7 @@ import json
 import pytest
 import requests
 
-from tests.support.backend import run_backend, serving, training_ended
+from tests.support.backend import run_backend, serving, training_ended, versions
 from tests.support.projects import DEMO_SHAPES_CONFIG, shapes_project
 
 pytestmark = pytest.mark.integration
@@ -69,9 +69,7 @@ def test_predict_annotate_train_and_predict_again(label_studio, shapes, tmp_path
         ml = label_studio.client.sdk.ml.create(project=project.id, url=backend.url, title="segmentation")
         ml = label_studio.client.sdk.ml.get(id=ml.id)
         assert ml.state == "CO", f"backend not connected: {ml.state} {ml.error_message}"
-        base_version = requests.get(f"{backend.url}/versions?project={project.id}", timeout=5).json()[
-            "model_version"
-        ]
+        base_version = versions(backend.url, project.id)["model_version"]
         assert base_version == "yolov8n-seg-random"
 
         # All tasks in one request, answered in order and stored against the right task.
@@ -102,8 +100,8 @@ def test_predict_annotate_train_and_predict_again(label_studio, shapes, tmp_path
         assert info["training"]["epochs"] == 2 and info["training"]["loss"] is not None
 
         # Label Studio sees the new version and stores fresh predictions from it.
-        versions = label_studio.client.json("GET", f"/api/ml/{ml.id}/versions")
-        assert new_version in versions["versions"]
+        listed = label_studio.client.json("GET", f"/api/ml/{ml.id}/versions")
+        assert new_version in listed["versions"]
         label_studio.client.sdk.ml.get(id=ml.id)
         retrieve_predictions(label_studio, project.id)
         for task in tasks:

@@ -148,8 +148,8 @@ def test_start_training_on_a_and_b_at_once_trains_once(
         assert sorted(r.json()["status"] for r in answers) == ["already_running", "started"]
         done = training_ended(replicas[0].url, made.project.id)
         assert done["status"] == "done" and done["runs"] == 1, done
-        versions = requests.get(f"{replicas[1].url}/versions?project={made.project.id}", timeout=5).json()
-        assert len(versions["versions"]) == 2, "the base model and exactly one trained version"
+        listed = versions(replicas[1].url, made.project.id)["versions"]
+        assert len(listed) == 2, "the base model and exactly one trained version"
         wait_for("the job process to exit", lambda: sum(len(trainers(s)) for s in replicas) == 0, 30)
 
 
