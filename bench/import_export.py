@@ -19,14 +19,14 @@ from pathlib import Path
 from PIL import Image
 
 from labelstack_backend import gcs
-from labelstack_backend.datasets.export import ExportOptions, export_project
-from labelstack_backend.datasets.importer import import_images
-from labelstack_backend.datasets.metadata import parse
 from labelstack_backend.imagecache import DiskCache
 from labelstack_backend.images import ImageLoader
-from labelstack_backend.localstack.labelstudio import LabelStudioProcess, new_token
-from labelstack_backend.localstack.ports import free_port
-from labelstack_operator.labelstudio import LabelStudioClient
+from labelstack_common.labelstudio import LabelStudioClient
+from labelstack_tools.datasets.export import ExportOptions, export_project
+from labelstack_tools.datasets.importer import import_images
+from labelstack_tools.datasets.metadata import parse
+from labelstack_tools.localstack.labelstudio import LabelStudioProcess, new_token
+from labelstack_tools.localstack.ports import free_port
 from tests.support.gcs_emulator import start_emulator
 
 CONFIG = """<View><Header value="$designer"/><Image name="image" value="$image"/>

@@ -109,7 +109,7 @@ def main() -> None:
     # The model alone: decoded images, one batched call, no HTTP, no regions.
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from labelstack_backend import runtime
-    from labelstack_backend.predictors.segmentation import SegmentationModel
+    from labelstack_backend.yolo.model import SegmentationModel
 
     device = runtime.resolve_device(args.device)
     source = args.weights or args.config

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up what the project needs on a fresh machine, idempotently:
-#   scripts/bootstrap.sh backend       the project venv (.venvs/backend): both packages + dev tools
+#   scripts/bootstrap.sh backend       the project venv (.venvs/backend): the four distributions + dev tools
 #   scripts/bootstrap.sh label-studio  Label Studio 1.23 in its own venv (.venvs/label-studio)
 #   scripts/bootstrap.sh system        Debian packages the tests use (redis-server, chromium)
 #   scripts/bootstrap.sh helm          helm 3 in .tools/bin (chart tests and scripts/render_manifests.py)
@@ -16,12 +16,14 @@ stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 backend() {
   local venv=$VENVS/backend
   local hash
-  hash=$(cat backend/pyproject.toml operator/pyproject.toml requirements-dev.txt constraints.txt | sha256sum | cut -c1-16)
+  hash=$(cat common/pyproject.toml backend/pyproject.toml operator/pyproject.toml tools/pyproject.toml \
+    requirements-dev.txt constraints.txt | sha256sum | cut -c1-16)
   if stamp_ok "$venv/.stamp" "$hash" && [ -x "$venv/bin/labelstack" ]; then return; fi
   echo "==> creating $venv (torch, ultralytics, label-studio-sdk...; a few minutes the first time)"
   [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip
-  "$venv/bin/python" -m pip install -q -c constraints.txt -e ./operator -e ./backend -r requirements-dev.txt
+  "$venv/bin/python" -m pip install -q -c constraints.txt \
+    -e ./common -e ./operator -e ./backend -e ./tools -r requirements-dev.txt
   echo "$hash" > "$venv/.stamp"
 }
 

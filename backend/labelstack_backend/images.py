@@ -29,7 +29,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from labelstack_backend.errors import ImageError
 from labelstack_backend.imagecache import DiskCache
-from labelstack_operator.labelstudio import LabelStudioClient, LabelStudioError
+from labelstack_common.labelstudio import LabelStudioClient, LabelStudioError
 
 if TYPE_CHECKING:
     from labelstack_backend.settings import Settings

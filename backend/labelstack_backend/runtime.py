@@ -14,6 +14,8 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from labelstack_backend.errors import ModelLoadError
+
 log = logging.getLogger(__name__)
 
 
@@ -65,3 +67,13 @@ def use_half(device: str, requested: bool | None) -> bool:
     if device == "cpu":
         return False
     return True if requested is None else requested
+
+
+def weights_file(value: str, env: str) -> Path:
+    """The weights file that variable ``env`` names; :class:`ModelLoadError` at start when it is not one."""
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ModelLoadError(
+            f"{env}={value} does not exist or is not a file; mount the weights volume or fix the path"
+        )
+    return path

@@ -1,16 +1,13 @@
 """One typed settings object per process, read from the environment once.
 
-The variable names are the ones the README documents and the operator sets.
-Names that Label Studio's own ML backends use (``LABEL_STUDIO_URL``,
-``LABEL_STUDIO_API_KEY``, ``MODEL_DIR``, ``BASIC_AUTH_USER``...) keep those
-names so existing deployments carry over.
+The variable names come from :class:`labelstack_common.contract.Env`, which the operator
+renders from too; the README documents them.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,10 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-
-class PredictorKind(StrEnum):
-    SEGMENTATION = "segmentation"
-    SAM = "sam"
+from labelstack_common.contract import Env, PredictorKind
 
 
 class SettingsError(ValueError):
@@ -44,83 +38,83 @@ PositiveInt = Annotated[int, Field(gt=0)]
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
-    predictor: PredictorKind = Field(PredictorKind.SEGMENTATION, validation_alias="LABELSTACK_PREDICTOR")
-    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    predictor: PredictorKind = Field(PredictorKind.SEGMENTATION, validation_alias=Env.PREDICTOR)
+    log_level: str = Field("INFO", validation_alias=Env.LOG_LEVEL)
 
     # Label Studio, for image downloads and training data.
-    label_studio_url: str = _env("LABEL_STUDIO_URL", "LABEL_STUDIO_HOST")
-    label_studio_api_key: str = _env("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN")
+    label_studio_url: str = _env(Env.LABEL_STUDIO_URL, Env.LABEL_STUDIO_HOST)
+    label_studio_api_key: str = _env(Env.LABEL_STUDIO_API_KEY, Env.LABEL_STUDIO_ACCESS_TOKEN)
 
     # Optional HTTP basic auth on every route but the health probe.
-    basic_auth_user: str = Field("", validation_alias="BASIC_AUTH_USER")
-    basic_auth_pass: str = Field("", validation_alias="BASIC_AUTH_PASS")
+    basic_auth_user: str = Field("", validation_alias=Env.BASIC_AUTH_USER)
+    basic_auth_pass: str = Field("", validation_alias=Env.BASIC_AUTH_PASS)
 
     # Models.
-    model_dir: Path = Field(Path("./models"), validation_alias="MODEL_DIR")
-    device: str = Field("auto", validation_alias="LABELSTACK_DEVICE")
-    half: bool | None = Field(None, validation_alias="LABELSTACK_HALF")  # None: fp16 on GPU only
-    demo_model: bool = Field(False, validation_alias="LABELSTACK_DEMO_MODEL")
-    score_threshold: float = Field(0.25, ge=0.0, le=1.0, validation_alias="LABELSTACK_SCORE_THRESHOLD")
+    model_dir: Path = Field(Path("./models"), validation_alias=Env.MODEL_DIR)
+    device: str = Field("auto", validation_alias=Env.DEVICE)
+    half: bool | None = Field(None, validation_alias=Env.HALF)  # None: fp16 on GPU only
+    demo_model: bool = Field(False, validation_alias=Env.DEMO_MODEL)
+    score_threshold: float = Field(0.25, ge=0.0, le=1.0, validation_alias=Env.SCORE_THRESHOLD)
     # At most this many objects per image (ultralytics' max_det); the demo keeps a random model's few.
-    max_detections: PositiveInt = Field(300, validation_alias="LABELSTACK_MAX_DETECTIONS")
+    max_detections: PositiveInt = Field(300, validation_alias=Env.MAX_DETECTIONS)
 
     # Segmentation (ultralytics YOLOv8-seg).
-    seg_weights: str = Field("", validation_alias="LABELSTACK_SEG_WEIGHTS")
-    seg_model_config: str = Field("yolov8n-seg.yaml", validation_alias="LABELSTACK_SEG_MODEL_CONFIG")
-    seg_default_weights: str = Field("yolov8n-seg.pt", validation_alias="LABELSTACK_SEG_DEFAULT_WEIGHTS")
-    batch_size: int = Field(0, ge=0, validation_alias="LABELSTACK_BATCH_SIZE")  # 0: 32 on GPU, 4 on CPU
-    imgsz: PositiveInt = Field(640, validation_alias="LABELSTACK_IMGSZ")
-    polygon_tolerance: float = Field(1.0, ge=0.0, validation_alias="LABELSTACK_POLYGON_TOLERANCE")
+    seg_weights: str = Field("", validation_alias=Env.SEG_WEIGHTS)
+    seg_model_config: str = Field("yolov8n-seg.yaml", validation_alias=Env.SEG_MODEL_CONFIG)
+    seg_default_weights: str = Field("yolov8n-seg.pt", validation_alias=Env.SEG_DEFAULT_WEIGHTS)
+    batch_size: int = Field(0, ge=0, validation_alias=Env.BATCH_SIZE)  # 0: 32 on GPU, 4 on CPU
+    imgsz: PositiveInt = Field(640, validation_alias=Env.IMGSZ)
+    polygon_tolerance: float = Field(1.0, ge=0.0, validation_alias=Env.POLYGON_TOLERANCE)
     # Sliding-window inference for large images (off unless LABELSTACK_TILING=1).
-    tiling: bool = Field(False, validation_alias="LABELSTACK_TILING")
-    tile_size: PositiveInt = Field(1024, validation_alias="LABELSTACK_TILE_SIZE")
-    tile_overlap: int = Field(150, ge=0, validation_alias="LABELSTACK_TILE_OVERLAP")
-    tile_min_size: int = Field(2048, ge=0, validation_alias="LABELSTACK_TILE_MIN_SIZE")
-    tile_full_pass: bool = Field(True, validation_alias="LABELSTACK_TILE_FULL_PASS")
+    tiling: bool = Field(False, validation_alias=Env.TILING)
+    tile_size: PositiveInt = Field(1024, validation_alias=Env.TILE_SIZE)
+    tile_overlap: int = Field(150, ge=0, validation_alias=Env.TILE_OVERLAP)
+    tile_min_size: int = Field(2048, ge=0, validation_alias=Env.TILE_MIN_SIZE)
+    tile_full_pass: bool = Field(True, validation_alias=Env.TILE_FULL_PASS)
 
     # Interactive Segment Anything.
     sam_model_type: str = Field(
-        "vit_b", validation_alias="LABELSTACK_SAM_MODEL_TYPE"
+        "vit_b", validation_alias=Env.SAM_MODEL_TYPE
     )  # vit_h|vit_l|vit_b|mobile_sam|tiny (tiny: tests and CPU demos)
-    sam_checkpoint: str = Field("", validation_alias="LABELSTACK_SAM_CHECKPOINT")
-    sam_cache_bytes: int = Field(2 * 1024**3, ge=0, validation_alias="LABELSTACK_SAM_CACHE_BYTES")
-    sam_bf16: bool | None = Field(None, validation_alias="LABELSTACK_SAM_BF16")  # None: on for CUDA
+    sam_checkpoint: str = Field("", validation_alias=Env.SAM_CHECKPOINT)
+    sam_cache_bytes: int = Field(2 * 1024**3, ge=0, validation_alias=Env.SAM_CACHE_BYTES)
+    sam_bf16: bool | None = Field(None, validation_alias=Env.SAM_BF16)  # None: on for CUDA
     # Return each mask as a polygon too, on every <PolygonLabels> (as if each had sam_polygon="true").
-    sam_polygon: bool = Field(False, validation_alias="LABELSTACK_SAM_POLYGON")
+    sam_polygon: bool = Field(False, validation_alias=Env.SAM_POLYGON)
     # CPU threads for one click's mask decoding (0: torch's default, every core); see docs/sam.md.
-    sam_decoder_threads: int = Field(1, ge=0, validation_alias="LABELSTACK_SAM_DECODER_THREADS")
+    sam_decoder_threads: int = Field(1, ge=0, validation_alias=Env.SAM_DECODER_THREADS)
 
     # Images.
-    image_max_pixels: PositiveInt = Field(40_000_000, validation_alias="LABELSTACK_IMAGE_MAX_PIXELS")
-    image_max_bytes: PositiveInt = Field(100 * 1024 * 1024, validation_alias="LABELSTACK_IMAGE_MAX_BYTES")
-    image_timeout: float = Field(15.0, gt=0, validation_alias="LABELSTACK_IMAGE_TIMEOUT")
-    image_cache_dir: Path | None = Field(None, validation_alias="LABELSTACK_IMAGE_CACHE_DIR")
-    image_cache_bytes: int = Field(2 * 1024**3, ge=0, validation_alias="LABELSTACK_IMAGE_CACHE_BYTES")
-    local_files_root: Path | None = Field(None, validation_alias="LABELSTACK_LOCAL_FILES_ROOT")
+    image_max_pixels: PositiveInt = Field(40_000_000, validation_alias=Env.IMAGE_MAX_PIXELS)
+    image_max_bytes: PositiveInt = Field(100 * 1024 * 1024, validation_alias=Env.IMAGE_MAX_BYTES)
+    image_timeout: float = Field(15.0, gt=0, validation_alias=Env.IMAGE_TIMEOUT)
+    image_cache_dir: Path | None = Field(None, validation_alias=Env.IMAGE_CACHE_DIR)
+    image_cache_bytes: int = Field(2 * 1024**3, ge=0, validation_alias=Env.IMAGE_CACHE_BYTES)
+    local_files_root: Path | None = Field(None, validation_alias=Env.LOCAL_FILES_ROOT)
 
     # Fine-tuning.
-    train_every: int = Field(0, ge=0, validation_alias="LABELSTACK_TRAIN_EVERY")
-    train_epochs: PositiveInt = Field(20, validation_alias="LABELSTACK_TRAIN_EPOCHS")
-    train_imgsz: PositiveInt = Field(640, validation_alias="LABELSTACK_TRAIN_IMGSZ")
-    train_batch: PositiveInt = Field(8, validation_alias="LABELSTACK_TRAIN_BATCH")
-    train_device: str = Field("auto", validation_alias="LABELSTACK_TRAIN_DEVICE")
-    train_timeout: float = Field(6 * 3600.0, gt=0, validation_alias="LABELSTACK_TRAIN_TIMEOUT")
-    train_extra: str = Field("", validation_alias="LABELSTACK_TRAIN_EXTRA")  # JSON of ultralytics args
+    train_every: int = Field(0, ge=0, validation_alias=Env.TRAIN_EVERY)
+    train_epochs: PositiveInt = Field(20, validation_alias=Env.TRAIN_EPOCHS)
+    train_imgsz: PositiveInt = Field(640, validation_alias=Env.TRAIN_IMGSZ)
+    train_batch: PositiveInt = Field(8, validation_alias=Env.TRAIN_BATCH)
+    train_device: str = Field("auto", validation_alias=Env.TRAIN_DEVICE)
+    train_timeout: float = Field(6 * 3600.0, gt=0, validation_alias=Env.TRAIN_TIMEOUT)
+    train_extra: str = Field("", validation_alias=Env.TRAIN_EXTRA)  # JSON of ultralytics args
 
     # Scale-out (docs/scaling.md): Redis coordinates replicas; models on shared storage.
-    redis_url: str = Field("", validation_alias="REDIS_URL")
-    redis_password: str = Field("", validation_alias="REDIS_PASSWORD")
+    redis_url: str = Field("", validation_alias=Env.REDIS_URL)
+    redis_password: str = Field("", validation_alias=Env.REDIS_PASSWORD)
     # Keys of one backend's replicas; two backends sharing a Redis need different prefixes.
-    redis_prefix: str = Field("labelstack", min_length=1, validation_alias="LABELSTACK_REDIS_PREFIX")
-    redis_timeout: float = Field(0.5, gt=0, validation_alias="LABELSTACK_REDIS_TIMEOUT")
+    redis_prefix: str = Field("labelstack", min_length=1, validation_alias=Env.REDIS_PREFIX)
+    redis_timeout: float = Field(0.5, gt=0, validation_alias=Env.REDIS_TIMEOUT)
     # Where fine-tuned versions live: MODEL_DIR (a ReadWriteMany volume when scaled out) or gs://.
-    model_store: str = Field("", validation_alias="LABELSTACK_MODEL_STORE")
+    model_store: str = Field("", validation_alias=Env.MODEL_STORE)
     # How often a replica re-reads the serving versions, for announcements it missed.
-    version_poll_seconds: float = Field(10.0, gt=0, validation_alias="LABELSTACK_VERSION_POLL_SECONDS")
-    train_lock_ttl: float = Field(60.0, ge=1, validation_alias="LABELSTACK_TRAIN_LOCK_TTL")
+    version_poll_seconds: float = Field(10.0, gt=0, validation_alias=Env.VERSION_POLL_SECONDS)
+    train_lock_ttl: float = Field(60.0, ge=1, validation_alias=Env.TRAIN_LOCK_TTL)
     # SAM's shared embedding cache in Redis (0 turns it off).
-    sam_redis_bytes: int = Field(256 * 1024**2, ge=0, validation_alias="LABELSTACK_SAM_REDIS_BYTES")
-    sam_redis_ttl: int = Field(86400, ge=1, validation_alias="LABELSTACK_SAM_REDIS_TTL")
+    sam_redis_bytes: int = Field(256 * 1024**2, ge=0, validation_alias=Env.SAM_REDIS_BYTES)
+    sam_redis_ttl: int = Field(86400, ge=1, validation_alias=Env.SAM_REDIS_TTL)
 
     @model_validator(mode="after")
     def _check_tiles(self) -> Settings:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from labelstack_common import contract
+
 GROUP = "labelstack.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -25,5 +27,5 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_BACKEND = f"{GROUP}/backend"
 
 LABEL_STUDIO_PORT = 8080
-BACKEND_PORT = 9090
+BACKEND_PORT = contract.PORT  # the backend process listens here (labelstack_common.contract)
 REDIS_PORT = 6379

@@ -27,8 +27,8 @@ from urllib.parse import quote
 import kopf
 import requests
 
+from labelstack_common.retry import RetryPolicy
 from labelstack_operator import constants as c
-from labelstack_operator.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
+from labelstack_common.wiring import BackendLink, GcsStorage, ProjectPlan
 from labelstack_operator.render import Stack
 from labelstack_operator.spec import GcsStorage as GcsSpec
 from labelstack_operator.spec import Project
-from labelstack_operator.wiring import BackendLink, GcsStorage, ProjectPlan
 
 # (secret name, key) -> the value; raises SecretError when it is not there.
 ReadSecret = Callable[[str, str], str]

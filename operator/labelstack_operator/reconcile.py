@@ -23,12 +23,14 @@ from typing import Any
 
 import kopf
 
+from labelstack_common import wiring
+from labelstack_common.labelstudio import LabelStudioClient, LabelStudioError, RetryPolicy
+from labelstack_common.wiring import WiringResult, plan_hash
 from labelstack_operator import admin as admin_secret
-from labelstack_operator import children, events, wiring
+from labelstack_operator import children, events
 from labelstack_operator.config import OperatorConfig
 from labelstack_operator.events import StackRef
 from labelstack_operator.kube import STACK, Kube, KubeError
-from labelstack_operator.labelstudio import LabelStudioClient, LabelStudioError, RetryPolicy
 from labelstack_operator.plans import SecretError, project_plans, referenced_backends
 from labelstack_operator.render import Stack, build_children
 from labelstack_operator.spec import SpecError, check_stack_name, parse_spec
@@ -42,7 +44,6 @@ from labelstack_operator.status import (
     parse_status,
     status_patch,
 )
-from labelstack_operator.wiring import WiringResult, plan_hash
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -28,6 +27,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from labelstack_common.contract import PredictorKind, SamModelType
 from labelstack_operator.quantities import QUANTITY, quantity
 
 DEFAULT_BACKEND_IMAGE = "labelstack/backend:0.1.0"
@@ -225,9 +225,8 @@ class Redis(_Model):
     """The SAM backends' image embeddings in Redis, shared by their replicas."""
 
 
-class BackendType(StrEnum):
-    SEGMENTATION = "segmentation"
-    SAM = "sam"
+# The backend's own names for what it serves (labelstack_common.contract).
+BackendType = PredictorKind
 
 
 class Weights(_Model):
@@ -355,7 +354,7 @@ class Backend(_Model):
     """The Kubernetes default when empty."""
     replicas: int = Field(default=1, ge=0, le=64)
     """Pods behind the backend Service (ignored while autoscaling is enabled)."""
-    sam_model_type: Literal["vit_h", "vit_l", "vit_b", "mobile_sam"] = "vit_b"
+    sam_model_type: SamModelType = SamModelType.VIT_B
     """SAM variant matching the checkpoint (type sam only)."""
     gpu: int = Field(default=0, ge=0, le=16)
     """nvidia.com/gpu per pod; 0 runs on CPU."""

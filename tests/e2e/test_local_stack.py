@@ -27,10 +27,10 @@ import pytest
 from PIL import Image
 
 from labelstack_backend import rle
-from labelstack_backend.localstack import credentials, procs, state
-from labelstack_backend.localstack.plan import Ports
-from labelstack_backend.localstack.project import retrieve_predictions
-from labelstack_operator.labelstudio import LabelStudioClient
+from labelstack_common.labelstudio import LabelStudioClient
+from labelstack_tools.localstack import credentials, procs, state
+from labelstack_tools.localstack.plan import Ports
+from labelstack_tools.localstack.project import retrieve_predictions
 from tests.support.backend import serving, training_ended
 from tests.support.browser import label_studio_page, log_in
 from tests.support.localstack import free_ports, labelstack, processes_of, up_command

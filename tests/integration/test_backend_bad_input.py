@@ -8,7 +8,7 @@ import pytest
 import requests
 from PIL import Image
 
-from labelstack_backend.localstack.ports import free_port
+from labelstack_tools.localstack.ports import free_port
 from tests.support.backend import run_backend
 
 pytestmark = pytest.mark.integration

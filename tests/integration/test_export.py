@@ -12,10 +12,10 @@ from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 
 from labelstack_backend import rle
-from labelstack_backend.cli.main import main as labelstack
 from labelstack_backend.geometry import iou
 from labelstack_backend.imagecache import DiskCache
 from labelstack_backend.images import ImageLoader
+from labelstack_tools.cli.main import main as labelstack
 from tests.support.gcs_emulator import make_bucket
 from tests.support.projects import shapes_project
 
@@ -134,7 +134,7 @@ def test_coco_export_validates_and_keeps_brush_masks(label_studio, annotated, tm
 def test_export_to_a_bucket(label_studio, annotated, gcs_emulator, tmp_path):
     made, _ = annotated
     make_bucket("exports")
-    from labelstack_backend.datasets.export import ExportOptions, export_project
+    from labelstack_tools.datasets.export import ExportOptions, export_project
 
     loader = ImageLoader(max_pixels=10**8, max_bytes=10**8, timeout=10, cache=DiskCache(tmp_path / "c", 0))
     first = export_project(

@@ -10,7 +10,7 @@ import requests
 from PIL import Image
 
 from labelstack_backend import gcs
-from labelstack_backend.cli.main import main as labelstack
+from labelstack_tools.cli.main import main as labelstack
 from tests.support.gcs_emulator import make_bucket
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from labelstack_backend.localstack import procs, state
+from labelstack_tools.localstack import procs, state
 from tests.support.localstack import fake_label_studio, free_ports, processes_of, up_command
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 import requests
 
-from labelstack_backend.localstack.ports import free_port
+from labelstack_tools.localstack.ports import free_port
 from tests.support.waiting import wait_for
 
 
@@ -107,8 +107,8 @@ def gunicorn_command() -> list[str]:
     return [
         str(Path(sys.executable).with_name("gunicorn")),
         "-c",
-        "python:labelstack_backend.gunicorn_conf",
-        "labelstack_backend.wsgi:create_app_from_env()",
+        "python:labelstack_backend.server.gunicorn_conf",
+        "labelstack_backend.server.wsgi:create_app_from_env()",
     ]
 
 

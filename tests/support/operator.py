@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from kopf.testing import KopfRunner
 
+from labelstack_common.labelstudio import LabelStudioClient, LabelStudioError
+from labelstack_common.wiring import ProjectPlan, ProjectResult, WiringResult
 from labelstack_operator import constants as c
 from labelstack_operator import reconcile
-from labelstack_operator.labelstudio import LabelStudioClient, LabelStudioError
-from labelstack_operator.wiring import ProjectPlan, ProjectResult, WiringResult
 from tests.support.kube import KubeServer
 from tests.support.waiting import wait_for
 
@@ -85,7 +85,7 @@ def running_operator(kube: KubeServer, wiring: FakeWiring) -> Iterator[KopfRunne
     """``kopf run`` of labelstack_operator.handlers, all namespaces, against the emulator."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LABELSTACK_KUBE_SERVER", kube.url)
-        mp.setattr("labelstack_operator.wiring.wire", wiring)
+        mp.setattr("labelstack_common.wiring.wire", wiring)
         mp.setattr("labelstack_operator.reconcile.reconcile", PASSES)
         args = ["run", "--standalone", "--all-namespaces", "-m", "labelstack_operator.handlers"]
         with KopfRunner(args, timeout=30) as runner:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from labelstack_backend.predictors.segmentation import coco_names
+from labelstack_backend.yolo.model import coco_names
 from tests.support.fixtures import LabelStudio
 from tests.support.synthetic import SHAPES_CONFIG, Scene, scene, write_scenes
 

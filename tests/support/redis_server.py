@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from labelstack_backend.localstack.ports import free_port
+from labelstack_tools.localstack.ports import free_port
 
 
 @dataclass

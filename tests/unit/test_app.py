@@ -7,11 +7,11 @@ import base64
 import pytest
 from PIL import Image
 
-from labelstack_backend.app import create_app
 from labelstack_backend.errors import ModelLoadError
+from labelstack_backend.server.app import create_app
+from labelstack_backend.server.workers import WorkerBoard
+from labelstack_backend.server.wsgi import build_service
 from labelstack_backend.settings import Settings
-from labelstack_backend.workers import WorkerBoard
-from labelstack_backend.wsgi import build_service
 
 CONFIG = (
     '<View><Image name="image" value="$image"/>'

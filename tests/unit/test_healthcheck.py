@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from labelstack_backend import healthcheck
+from labelstack_backend.server import healthcheck
 
 
 class Health(BaseHTTPRequestHandler):

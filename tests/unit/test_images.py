@@ -11,7 +11,7 @@ from PIL import Image
 from labelstack_backend.errors import ImageError
 from labelstack_backend.imagecache import DiskCache
 from labelstack_backend.images import ImageLoader, SourceKind, decode_image, resolve_ref, strip_signature
-from labelstack_backend.localstack.ports import free_port
+from labelstack_tools.localstack.ports import free_port
 
 LS = "http://ls.example:8080"
 

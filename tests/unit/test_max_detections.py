@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from labelstack_backend.predictors.segmentation import SegmentationModel
 from labelstack_backend.settings import Settings, SettingsError
+from labelstack_backend.yolo.model import SegmentationModel
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,8 @@ CONFIG = (
 
 def regions(tmp_path, image, **env: str) -> list:
     """The regions the backend predicts for ``image`` (one rectangle per detection)."""
-    from labelstack_backend.app import create_app
-    from labelstack_backend.wsgi import build_service
+    from labelstack_backend.server.app import create_app
+    from labelstack_backend.server.wsgi import build_service
 
     base = {"LABELSTACK_DEMO_MODEL": "1", "MODEL_DIR": str(tmp_path), "LABELSTACK_SCORE_THRESHOLD": "0"}
     service = build_service(Settings.from_env({**base, **env}))

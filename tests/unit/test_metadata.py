@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from labelstack_backend.datasets.importer import task_key
-from labelstack_backend.datasets.metadata import match, parse
+from labelstack_tools.datasets.importer import task_key
+from labelstack_tools.datasets.metadata import match, parse
 
 
 def test_csv_rows_keyed_by_file_name_with_bad_rows_reported_by_line():

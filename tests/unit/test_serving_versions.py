@@ -10,9 +10,9 @@ import pytest
 
 from labelstack_backend.coordination.versions import Announcement
 from labelstack_backend.predictors import segmentation
-from labelstack_backend.predictors.segmentation import SegmentationModels, VersionFollower
 from labelstack_backend.registry import ModelRegistry
 from labelstack_backend.settings import Settings
+from labelstack_backend.yolo.versions import SegmentationModels, VersionFollower
 
 
 class FakeModel:

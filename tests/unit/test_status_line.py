@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labelstack_backend.app import status_line
+from labelstack_backend.server.app import status_line
 
 
 def test_the_reason_becomes_the_phrase() -> None:

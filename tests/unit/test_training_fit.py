@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from labelstack_backend.geometry import iou
-from labelstack_backend.predictors.segmentation import SegmentationModel
+from labelstack_backend.yolo.model import SegmentationModel
 from tests.support.shapes_model import EPOCHS, IMGSZ
 from tests.support.synthetic import SHAPE_LABELS
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labelstack_backend.workers import STATE_DIR_ENV, WorkerBoard
+from labelstack_backend.server.workers import STATE_DIR_ENV, WorkerBoard
 
 
 def test_the_board_counts_ready_workers_against_what_the_master_runs(tmp_path):

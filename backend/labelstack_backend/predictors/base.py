@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from labelstack_backend.errors import ImageError
 from labelstack_backend.labelconfig import Control, LabelConfig
-from labelstack_operator.labelstudio import LabelStudioClient
+from labelstack_common.labelstudio import LabelStudioClient
 
 
 @dataclass(frozen=True)

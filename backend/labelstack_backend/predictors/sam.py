@@ -38,7 +38,7 @@ from labelstack_backend.sam.precompute import PRECOMPUTE_ACTION, Precomputer, Wa
 from labelstack_backend.sam.prompts import check_frame, parse_context
 from labelstack_backend.sam.shared import SharedEmbeddings
 from labelstack_backend.settings import Settings
-from labelstack_operator.labelstudio import LabelStudioClient
+from labelstack_common.labelstudio import LabelStudioClient
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import numpy as np
 from labelstack_backend import metrics
 from labelstack_backend.images import ImageLoader, content_key, decode_image, resolve_ref
 from labelstack_backend.sam.cache import CacheStats, SecondLevel, SingleFlightLRU, Source
-from labelstack_operator.labelstudio import LabelStudioClient
+from labelstack_common.labelstudio import LabelStudioClient
 
 if TYPE_CHECKING:
     import torch

@@ -35,14 +35,13 @@ from PIL import Image
 
 from labelstack_backend import metrics, runtime
 from labelstack_backend.errors import ModelLoadError
-from labelstack_backend.registry import file_digest
+from labelstack_backend.registry.store import file_digest
 from labelstack_backend.sam.embeddings import Embedding
 from labelstack_backend.settings import Settings
+from labelstack_common.contract import SAM_MODEL_TYPES, SAM_TEST_TYPE, SAM_VIT_TYPES, Env, SamModelType
 
 log = logging.getLogger(__name__)
 
-SAM_TYPES = ("vit_h", "vit_l", "vit_b")
-MODEL_TYPES = (*SAM_TYPES, "mobile_sam", "tiny")
 DEMO_SEED = 0
 
 
@@ -58,17 +57,12 @@ class SamWeights:
 def sam_weights(settings: Settings) -> SamWeights:
     """Check the SAM settings; raise :class:`ModelLoadError` when they cannot work."""
     model_type = settings.sam_model_type.strip().lower()
-    if model_type not in MODEL_TYPES:
+    if model_type not in SAM_MODEL_TYPES:
         raise ModelLoadError(
-            f"LABELSTACK_SAM_MODEL_TYPE={settings.sam_model_type!r} is not one of {', '.join(MODEL_TYPES)}"
+            f"{Env.SAM_MODEL_TYPE}={settings.sam_model_type!r} is not one of {', '.join(SAM_MODEL_TYPES)}"
         )
     if settings.sam_checkpoint:
-        path = Path(settings.sam_checkpoint).expanduser()
-        if not path.is_file():
-            raise ModelLoadError(
-                f"LABELSTACK_SAM_CHECKPOINT={settings.sam_checkpoint} does not exist or is not a file; mount "
-                "the weights volume or fix the path"
-            )
+        path = runtime.weights_file(settings.sam_checkpoint, Env.SAM_CHECKPOINT)
         return SamWeights(model_type, path, f"sam-{model_type}-{file_digest(path)}")
     if settings.demo_model:
         return SamWeights(model_type, None, f"sam-{model_type}-random")
@@ -123,19 +117,21 @@ def build_net(model_type: str, checkpoint: Path | None = None, *, seed: int = DE
     import torch
 
     torch.manual_seed(seed)  # random weights are the same in every process
-    if model_type == "tiny":
+    if model_type == SAM_TEST_TYPE:
         net = tiny_sam()
-    elif model_type == "mobile_sam":
+    elif model_type == SamModelType.MOBILE_SAM:
         runtime.prepare_ultralytics()
         from ultralytics.models.sam.build import build_mobile_sam
 
         net = build_mobile_sam(None)  # never a name: ultralytics would try to download it
-    elif model_type in SAM_TYPES:
+    elif model_type in SAM_VIT_TYPES:
         from segment_anything import sam_model_registry
 
         net = sam_model_registry[model_type](checkpoint=None)
     else:
-        raise ModelLoadError(f"unknown SAM model type {model_type!r}; use one of {', '.join(MODEL_TYPES)}")
+        raise ModelLoadError(
+            f"unknown SAM model type {model_type!r}; use one of {', '.join(SAM_MODEL_TYPES)}"
+        )
     if checkpoint is not None:
         load_checkpoint(net, checkpoint, model_type)
     return net.eval()

@@ -31,7 +31,7 @@ from labelstack_backend.predictors.base import task_image_value
 from labelstack_backend.sam.answer import check_sam_config
 from labelstack_backend.sam.cache import Source
 from labelstack_backend.sam.embeddings import EmbeddingService
-from labelstack_operator.labelstudio import LabelStudioClient, LabelStudioError
+from labelstack_common.labelstudio import LabelStudioClient, LabelStudioError
 
 log = logging.getLogger(__name__)
 

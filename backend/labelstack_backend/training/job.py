@@ -35,14 +35,14 @@ from labelstack_backend.formats.yolo import write_dataset
 from labelstack_backend.images import ImageLoader
 from labelstack_backend.labelconfig import BRUSH, POLYGON, parse_label_config
 from labelstack_backend.logsetup import configure_logging
-from labelstack_backend.predictors.segmentation import SegmentationModels
 from labelstack_backend.registry import open_registry
 from labelstack_backend.settings import Settings
 from labelstack_backend.training.dataset import annotated_tasks, project_label_config
 from labelstack_backend.training.fit import EpochProgress, fit
 from labelstack_backend.training.state import JobState, JobStatus, JobStore, TrainingLease
 from labelstack_backend.training.stores import job_store
-from labelstack_operator.labelstudio import LabelStudioClient, LabelStudioError
+from labelstack_backend.yolo.model import base_weights
+from labelstack_common.labelstudio import LabelStudioClient, LabelStudioError
 
 log = logging.getLogger("labelstack.training")
 
@@ -167,7 +167,7 @@ def train_once(
     ``still_ours`` raises when the training lock was lost; it is asked at every epoch and
     right before publishing."""
     registry = open_registry(settings)
-    models = SegmentationModels(settings, registry)
+    base = base_weights(settings)
     ls = _label_studio(settings)
     config = parse_label_config(project_label_config(ls, project))
     class_names = config.label_names((POLYGON, BRUSH))
@@ -179,8 +179,9 @@ def train_once(
     if with_objects == 0:
         raise TrainingError("no finished annotation has a polygon or brush region to learn from")
     current = registry.current(project)
-    base_name = models.source.name
-    start_from = str(current.path) if current else models.base_weights_path()
+    base_name = base.name
+    # What fine-tuning starts from: the serving version, else the base weights (a demo's config).
+    start_from = str(current.path) if current else base.value
     loader = ImageLoader.from_settings(settings)
     extra = json.loads(settings.train_extra) if settings.train_extra else {}
 

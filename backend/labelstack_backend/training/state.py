@@ -3,7 +3,7 @@
 The state is shared by every process of a backend (gunicorn workers and the
 training subprocess), so it lives outside any one of them: in files under
 ``MODEL_DIR`` here, and in Redis when the backend scales out (see
-:mod:`labelstack_backend.coordination.jobs`). Both stores implement :class:`JobStore`.
+:mod:`labelstack_backend.training.redis_store`). Both stores implement :class:`JobStore`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from labelstack_backend.registry import atomic_write, safe_name
+from labelstack_backend.registry.store import atomic_write, safe_name
 
 
 class JobStatus(StrEnum):

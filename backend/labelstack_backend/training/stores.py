@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from labelstack_backend.coordination.jobs import RedisJobStore
 from labelstack_backend.coordination.link import RedisLink
 from labelstack_backend.settings import Settings
+from labelstack_backend.training.redis_store import RedisJobStore
 from labelstack_backend.training.state import FileJobStore, JobStore
 
 

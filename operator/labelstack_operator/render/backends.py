@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from labelstack_common import contract
+from labelstack_common.contract import Env
 from labelstack_operator import constants as c
 from labelstack_operator.quantities import to_bytes
 from labelstack_operator.render import parts
@@ -10,15 +12,7 @@ from labelstack_operator.render.labelstudio import SECRET_TOKEN
 from labelstack_operator.render.redis import SECRET_REDIS_PASSWORD
 from labelstack_operator.spec import Backend, BackendType
 
-# The labelstack/backend image's non-root user (Dockerfile.backend creates it with these ids).
-UID = GID = 10001
-
-COMMAND = [
-    "gunicorn",
-    "-c",
-    "python:labelstack_backend.gunicorn_conf",
-    "labelstack_backend.wsgi:create_app_from_env()",
-]
+COMMAND = contract.command()
 MODEL_DIR = "/models"
 WEIGHTS_DIR = "/weights"
 # Where the model store's service-account key is mounted (GOOGLE_APPLICATION_CREDENTIALS).
@@ -39,28 +33,28 @@ def get_weights_path(backend: Backend) -> str | None:
 
 def get_backend_env(stack: Stack, backend: Backend) -> list[Manifest]:
     env = [
-        parts.env_value("LABELSTACK_PREDICTOR", backend.type.value),
-        parts.env_value("PORT", str(c.BACKEND_PORT)),
-        parts.env_value("LABEL_STUDIO_URL", stack.label_studio_internal_url),
-        parts.env_secret("LABEL_STUDIO_API_KEY", stack.admin_secret_name, SECRET_TOKEN),
-        parts.env_value("MODEL_DIR", MODEL_DIR),
-        parts.env_value("LABELSTACK_DEVICE", "cuda" if backend.gpu else "cpu"),
+        parts.env_value(Env.PREDICTOR, backend.type.value),
+        parts.env_value(Env.PORT, str(c.BACKEND_PORT)),
+        parts.env_value(Env.LABEL_STUDIO_URL, stack.label_studio_internal_url),
+        parts.env_secret(Env.LABEL_STUDIO_API_KEY, stack.admin_secret_name, SECRET_TOKEN),
+        parts.env_value(Env.MODEL_DIR, MODEL_DIR),
+        parts.env_value(Env.DEVICE, "cuda" if backend.gpu else "cpu"),
         # Writable places under the read-only root filesystem; no downloads at run time.
-        parts.env_value("YOLO_CONFIG_DIR", f"{parts.TMP}/ultralytics"),
-        parts.env_value("YOLO_OFFLINE", "1"),
-        parts.env_value("MPLCONFIGDIR", f"{parts.TMP}/matplotlib"),
+        parts.env_value(Env.YOLO_CONFIG_DIR, f"{parts.TMP}/ultralytics"),
+        parts.env_value(Env.YOLO_OFFLINE, "1"),
+        parts.env_value(Env.MPLCONFIGDIR, f"{parts.TMP}/matplotlib"),
     ]
     weights = get_weights_path(backend)
     if backend.weights.demo:
-        env.append(parts.env_value("LABELSTACK_DEMO_MODEL", "1"))
+        env.append(parts.env_value(Env.DEMO_MODEL, "1"))
     if backend.type is BackendType.SAM:
-        env.append(parts.env_value("LABELSTACK_SAM_MODEL_TYPE", backend.sam_model_type))
+        env.append(parts.env_value(Env.SAM_MODEL_TYPE, backend.sam_model_type.value))
         if weights:
-            env.append(parts.env_value("LABELSTACK_SAM_CHECKPOINT", weights))
+            env.append(parts.env_value(Env.SAM_CHECKPOINT, weights))
     elif weights:
-        env.append(parts.env_value("LABELSTACK_SEG_WEIGHTS", weights))
+        env.append(parts.env_value(Env.SEG_WEIGHTS, weights))
     if backend.score_threshold is not None:
-        env.append(parts.env_value("LABELSTACK_SCORE_THRESHOLD", str(backend.score_threshold)))
+        env.append(parts.env_value(Env.SCORE_THRESHOLD, str(backend.score_threshold)))
     env += get_redis_env(stack, backend) + get_model_store_env(backend)
     return parts.merge_env(env, backend.env)
 
@@ -71,14 +65,14 @@ def get_redis_env(stack: Stack, backend: Backend) -> list[Manifest]:
     if not redis.enabled:
         return []
     env = [
-        parts.env_value("REDIS_URL", stack.redis_url),
-        parts.env_secret("REDIS_PASSWORD", stack.redis_secret_name, SECRET_REDIS_PASSWORD),
-        parts.env_value("LABELSTACK_REDIS_PREFIX", stack.redis_prefix(backend)),
+        parts.env_value(Env.REDIS_URL, stack.redis_url),
+        parts.env_secret(Env.REDIS_PASSWORD, stack.redis_secret_name, SECRET_REDIS_PASSWORD),
+        parts.env_value(Env.REDIS_PREFIX, stack.redis_prefix(backend)),
     ]
     if backend.type is BackendType.SAM:
         env += [
-            parts.env_value("LABELSTACK_SAM_REDIS_BYTES", str(to_bytes(redis.shared_cache.size))),
-            parts.env_value("LABELSTACK_SAM_REDIS_TTL", str(redis.shared_cache.ttl_seconds)),
+            parts.env_value(Env.SAM_REDIS_BYTES, str(to_bytes(redis.shared_cache.size))),
+            parts.env_value(Env.SAM_REDIS_TTL, str(redis.shared_cache.ttl_seconds)),
         ]
     return env
 
@@ -87,10 +81,10 @@ def get_model_store_env(backend: Backend) -> list[Manifest]:
     store = backend.model_store
     if store is None:
         return []
-    env = [parts.env_value("LABELSTACK_MODEL_STORE", store.url)]
+    env = [parts.env_value(Env.MODEL_STORE, store.url)]
     if store.credentials_secret is not None:
         key = f"{MODEL_STORE_CREDENTIALS_DIR}/{store.credentials_secret.key}"
-        env.append(parts.env_value("GOOGLE_APPLICATION_CREDENTIALS", key))
+        env.append(parts.env_value(Env.GOOGLE_APPLICATION_CREDENTIALS, key))
     return env
 
 
@@ -138,11 +132,11 @@ def build_backend_deployment(stack: Stack, backend: Backend) -> Manifest:
         "securityContext": parts.container_security(read_only_root=True),
         "volumeMounts": mounts,
         # /health is 503 until every worker has its model: loading big weights may take minutes.
-        "startupProbe": parts.http_probe("/health", period=10, timeout=3, failures=60),
-        "readinessProbe": parts.http_probe("/health", period=10, timeout=3, failures=3),
+        "startupProbe": parts.http_probe(contract.HEALTH_PATH, period=10, timeout=3, failures=60),
+        "readinessProbe": parts.http_probe(contract.HEALTH_PATH, period=10, timeout=3, failures=3),
         # /livez is 503 only for a model that failed to load (restart and try again), not while
         # a crashed worker's replacement loads.
-        "livenessProbe": parts.http_probe("/livez", period=30, timeout=5, failures=5),
+        "livenessProbe": parts.http_probe(contract.LIVENESS_PATH, period=30, timeout=5, failures=5),
     }
     if backend.image_pull_policy:
         container["imagePullPolicy"] = backend.image_pull_policy
@@ -156,7 +150,7 @@ def build_backend_deployment(stack: Stack, backend: Backend) -> Manifest:
         stack,
         containers=[container],
         volumes=volumes,
-        security=parts.pod_security(UID, GID),
+        security=parts.pod_security(contract.UID, contract.GID),
         extra=extra,
     )
     return parts.deployment(

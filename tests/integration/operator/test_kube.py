@@ -6,8 +6,8 @@ import kopf
 import pytest
 import requests
 
+from labelstack_common.retry import RetryPolicy
 from labelstack_operator.kube import DEPLOYMENT, SECRET, Kube, KubeError
-from labelstack_operator.retry import RetryPolicy
 from tests.support.kube import KubeServer, describe
 
 pytestmark = pytest.mark.integration

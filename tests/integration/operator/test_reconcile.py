@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from labelstack_common.labelstudio import LabelStudioError
 from labelstack_operator import constants as c
-from labelstack_operator.labelstudio import LabelStudioError
 from labelstack_operator.render import Stack, build_children
 from labelstack_operator.spec import parse_spec
 from tests.support import stacks

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from labelstack_operator.labelstudio import LabelStudioError
-from labelstack_operator.wiring import BackendLink, ProjectPlan, plan_hash, wire
+from labelstack_common.labelstudio import LabelStudioError
+from labelstack_common.wiring import BackendLink, ProjectPlan, plan_hash, wire
 from tests.support.backend import BackendServer, run_backend
 from tests.support.stacks import GARMENT_CONFIG
 

@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from labelstack_operator.wiring import GcsStorage, ProjectPlan, wire
+from labelstack_common.wiring import GcsStorage, ProjectPlan, wire
 from tests.support.stacks import GARMENT_CONFIG
 
 pytestmark = pytest.mark.integration

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from labelstack_backend.coordination.blobcache import RedisBlobCache
-from labelstack_backend.coordination.jobs import RedisJobStore
 from labelstack_backend.coordination.link import RedisLink, RedisUnavailable
 from labelstack_backend.coordination.versions import Announcement, VersionBus
 from labelstack_backend.sam.embeddings import Embedding
 from labelstack_backend.sam.shared import SharedEmbeddings
 from labelstack_backend.training.job import Heartbeat
 from labelstack_backend.training.manager import TrainDecision, TrainingManager, TrainingRefused
+from labelstack_backend.training.redis_store import RedisJobStore
 from labelstack_backend.training.state import JobStatus
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_for

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from labelstack_backend.registry import ModelRegistry, open_registry
-from labelstack_backend.registry_gcs import GcsModelRegistry
+from labelstack_backend.registry.gcs import GcsModelRegistry
 from labelstack_backend.settings import Settings
 from tests.support.gcs_emulator import GcsEmulator, make_bucket
 

@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from labelstack_backend.localstack import credentials, state
-from labelstack_backend.localstack.files import private_dir
+from labelstack_tools.localstack import credentials, state
+from labelstack_tools.localstack.files import private_dir
 
 
 def mode(path) -> int:

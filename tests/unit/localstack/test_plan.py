@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from labelstack_backend.localstack.plan import (
+from labelstack_tools.localstack.plan import (
     Layout,
     PlanError,
     Ports,

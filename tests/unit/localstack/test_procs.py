@@ -8,8 +8,8 @@ import sys
 
 import psutil
 
-from labelstack_backend.localstack import procs
-from labelstack_backend.localstack.state import ProcessRecord
+from labelstack_tools.localstack import procs
+from labelstack_tools.localstack.state import ProcessRecord
 
 # A parent that starts a child in a new session (like a backend's training job), then waits.
 TREE = """

@@ -13,8 +13,8 @@ from labelstack_backend.labelconfig import (
     parse_label_config,
     require_controls,
 )
-from labelstack_backend.localstack import demo, samples
-from labelstack_backend.predictors.segmentation import coco_names
+from labelstack_backend.yolo.model import coco_names
+from labelstack_tools.localstack import demo, samples
 
 
 def test_samples_are_the_packaged_photos_and_drawn_ones_written_once(tmp_path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labelstack_backend.localstack.install import REQUIREMENT, install_commands
-from labelstack_backend.localstack.supervisor import boot_failure
+from labelstack_tools.localstack.install import REQUIREMENT, install_commands
+from labelstack_tools.localstack.supervisor import boot_failure
 
 LOG = """[2025-01-01 10:00:00 +0000] [7] [INFO] Booting worker with pid: 8
 2025-01-01 10:00:01 CRITICAL labelstack: cannot start the sam backend: LABELSTACK_SAM_CHECKPOINT=/w/sam.pth does not exist

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from labelstack_common.wiring import BackendLink, GcsStorage, plan_hash
 from labelstack_operator.plans import SecretError, project_plans
 from labelstack_operator.render import Stack
 from labelstack_operator.spec import parse_spec
-from labelstack_operator.wiring import BackendLink, GcsStorage, plan_hash
 from tests.support import stacks
 
 

@@ -13,12 +13,12 @@ from typing import Any
 import kopf
 import pytest
 
+from labelstack_common.retry import RetryPolicy
 from labelstack_operator import constants as c
 from labelstack_operator import reconcile
 from labelstack_operator.config import OperatorConfig
 from labelstack_operator.kube import Kube
 from labelstack_operator.reconcile import deployment_readiness
-from labelstack_operator.retry import RetryPolicy
 from tests.support import stacks
 from tests.support.kube import KubeServer
 

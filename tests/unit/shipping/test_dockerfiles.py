@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from labelstack_common import contract
 from labelstack_operator.render import backends as backend_render
 from tests.support.dockerfile import Stage, expand, parse
 
@@ -110,7 +111,7 @@ def test_final_stage_runs_as_the_non_root_user_the_pods_expect(path):
     assert user.text == NON_ROOT
     chart_values = yaml.safe_load((REPO / "charts" / "labelstack" / "values.yaml").read_text())
     assert chart_values["podSecurityContext"]["runAsUser"] == 10001
-    assert (backend_render.UID, backend_render.GID) == (10001, 10001)
+    assert (contract.UID, contract.GID) == (10001, 10001)
     # The user exists in the image with that id.
     (created,) = [r for r in stage.all("RUN") if "useradd" in r.text]
     assert "--uid 10001" in created.text and "--gid 10001" in created.text
@@ -154,7 +155,7 @@ def test_backend_entry_point_is_gunicorn_with_its_config_and_the_app_imports():
     stage = final(BACKEND)
     (entrypoint,) = stage.all("ENTRYPOINT")
     (cmd,) = stage.all("CMD")
-    assert entrypoint.args == ("gunicorn", "-c", "python:labelstack_backend.gunicorn_conf")
+    assert entrypoint.args == ("gunicorn", "-c", "python:labelstack_backend.server.gunicorn_conf")
     assert console_script("gunicorn", "gunicorn") == "gunicorn.app.wsgiapp:run"
     # The operator's backend pods run the same command line as the image.
     assert [*entrypoint.args, *cmd.args] == backend_render.COMMAND
@@ -238,8 +239,8 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split('.')[0] in BLOCKED:
             raise ImportError('removed from the operator image: ' + name)
 sys.meta_path.insert(0, Block())
-import labelstack_operator.__main__, labelstack_operator.handlers, labelstack_operator.wiring
-from labelstack_operator.labelstudio import LabelStudioClient
+import labelstack_operator.__main__, labelstack_operator.handlers, labelstack_common.wiring
+from labelstack_common.labelstudio import LabelStudioClient
 LabelStudioClient('http://127.0.0.1:9', 't' * 40).sdk
 """
     proc = run_python(code)

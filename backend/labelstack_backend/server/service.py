@@ -1,0 +1,299 @@
+"""The backend's behaviour behind the HTTP routes, free of Flask.
+
+One :class:`BackendService` per process. It loads the model in the background
+(so ``/health`` answers at once and tells the truth while loading), remembers
+what ``/setup`` said about each project, and routes predictions, webhooks and
+version queries to the predictor and the training manager.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from labelstack_backend import metrics
+from labelstack_backend.coordination.link import OFF, LinkStatus, RedisLink, RedisUnavailable
+from labelstack_backend.errors import BadRequest, ModelLoadError, NotReady, UnknownProject
+from labelstack_backend.labelconfig import LabelConfig, parse_label_config
+from labelstack_backend.predictors.base import PredictCall, Predictor
+from labelstack_backend.protocol import (
+    ANNOTATION_ACTIONS,
+    TRAIN_ACTIONS,
+    PredictRequest,
+    SetupRequest,
+    WebhookEvent,
+    project_id,
+)
+from labelstack_backend.server.workers import WorkerBoard
+from labelstack_backend.settings import Settings
+from labelstack_backend.training.manager import TrainingManager
+from labelstack_backend.training.state import JobState
+from labelstack_common.labelstudio import LabelStudioClient
+
+log = logging.getLogger(__name__)
+
+
+class ModelState(enum.StrEnum):
+    LOADING = "LOADING"
+    READY = "UP"
+    FAILED = "FAILED"
+
+
+@dataclass
+class ProjectInfo:
+    config: LabelConfig
+    hostname: str = ""
+    access_token: str = ""
+
+
+class BackendService:
+    def __init__(
+        self,
+        settings: Settings,
+        predictor: Predictor,
+        trainer: TrainingManager | None = None,
+        link: RedisLink | None = None,
+        board: WorkerBoard | None = None,
+    ) -> None:
+        self.settings = settings
+        self.predictor = predictor
+        self.trainer = trainer
+        self.link = link
+        self.board = board
+        self.state = ModelState.LOADING
+        self.reason = ""
+        self.started_at = time.time()
+        self._projects: dict[str, ProjectInfo] = {}
+        self._clients: dict[tuple[str, str], LabelStudioClient] = {}
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+
+    # -- model loading -------------------------------------------------------
+    def start_loading(self) -> threading.Thread:
+        thread = threading.Thread(target=self._load, name="model-loader", daemon=True)
+        thread.start()
+        return thread
+
+    def _load(self) -> None:
+        started = time.monotonic()
+        try:
+            self.predictor.load()
+        except ModelLoadError as exc:
+            self._fail(exc.reason)
+            return
+        except Exception as exc:
+            log.exception("loading the %s model crashed", self.predictor.name)
+            self._fail(f"{type(exc).__name__}: {exc}")
+            return
+        metrics.MODEL_LOAD_SECONDS.set(time.monotonic() - started)
+        metrics.MODEL_READY.set(1)
+        self.state = ModelState.READY
+        if self.board is not None:
+            self.board.mark_ready()
+        self._ready.set()
+        log.info("%s backend ready (%s)", self.predictor.name, self.predictor.model_version(None))
+
+    def _fail(self, reason: str) -> None:
+        self.state, self.reason = ModelState.FAILED, reason
+        log.critical("the %s model could not be loaded: %s", self.predictor.name, reason)
+        self._ready.set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        self._ready.wait(timeout)
+        return self.state is ModelState.READY
+
+    def _require_ready(self) -> None:
+        if self.state is ModelState.LOADING:
+            raise NotReady("the model is still loading; try again shortly")
+        if self.state is ModelState.FAILED:
+            raise NotReady(f"the model failed to load: {self.reason}")
+
+    # -- routes --------------------------------------------------------------
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """200 once every worker of this server has its model (workers.py says why all)."""
+        ready = self.state is ModelState.READY
+        reason = self.reason
+        body: dict[str, Any] = {
+            "status": self.state.value,
+            "model_class": self.predictor.name,
+            "uptime_s": round(time.time() - self.started_at, 1),
+        }
+        if ready:
+            body["model_version"] = self.predictor.model_version(None)
+        if self.board is not None:
+            up, expected = self.board.counts()
+            body["workers"] = {"ready": up, "expected": expected}
+            if ready and up < expected:
+                ready, reason = False, f"{up} of {expected} workers have loaded the model"
+        body["ready"] = ready
+        if reason:
+            body["reason"] = reason
+        # Redis down degrades coordination, not serving: still 200, so that Kubernetes keeps
+        # routing to every replica (a 503 here would take them all out at once).
+        redis = self.redis_status()
+        body["redis"] = redis.to_json()
+        body["degraded"] = redis.degraded
+        return (200 if ready else 503), body
+
+    def live(self) -> tuple[int, dict[str, Any]]:
+        """Liveness: a worker still loading is alive (a restart would only start over);
+        one whose model failed to load is not."""
+        body: dict[str, Any] = {"status": self.state.value}
+        if self.state is ModelState.FAILED:
+            body["reason"] = self.reason
+            return 503, body
+        return 200, body
+
+    def redis_status(self) -> LinkStatus:
+        return self.link.status() if self.link is not None else OFF
+
+    def setup(self, req: SetupRequest) -> dict[str, Any]:
+        config = parse_label_config(req.label_config)
+        self.predictor.check_config(config)
+        if req.project:
+            with self._lock:
+                self._projects[req.project] = ProjectInfo(config, req.hostname, req.access_token)
+        return {"model_version": self.predictor.model_version(req.project)}
+
+    def validate(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        xml = body.get("config") or body.get("schema") or body.get("label_config")
+        if not isinstance(xml, str):
+            raise BadRequest("missing 'config': the label config to validate")
+        self.predictor.check_config(parse_label_config(xml))
+        return {"status": "ok"}
+
+    def predict(self, req: PredictRequest) -> dict[str, Any]:
+        self._require_ready()
+        config = self._config(req)
+        call = PredictCall(
+            tasks=req.tasks,
+            project=req.project,
+            config=config,
+            context=req.context,
+            ls=self.label_studio(req.project),
+        )
+        results = self.predictor.predict(call)
+        ok = sum(1 for r in results if "result" in r)
+        metrics.PREDICTED_TASKS.labels("ok").inc(ok)
+        metrics.PREDICTED_TASKS.labels("failed").inc(len(results) - ok)
+        return {"results": results, "model_version": self.predictor.model_version(req.project)}
+
+    def _config(self, req: PredictRequest) -> LabelConfig:
+        if req.label_config:
+            return parse_label_config(req.label_config)
+        info = self._projects.get(req.project or "")
+        if info is None:
+            raise BadRequest(
+                "no 'label_config' in the request, and the project was never set up (POST /setup)"
+            )
+        return info.config
+
+    def webhook(self, event: WebhookEvent) -> tuple[int, dict[str, Any]]:
+        if event.action in TRAIN_ACTIONS or event.action in ANNOTATION_ACTIONS:
+            if self.trainer is None:
+                return 200, {
+                    "status": "ignored",
+                    "reason": f"the {self.predictor.name} backend does not train",
+                }
+            if not event.project:
+                raise BadRequest(f"{event.action} needs a 'project'")
+            ls = self._training_access(event.project)
+            if event.action in TRAIN_ACTIONS:
+                decision = self.trainer.request(event.project, "START_TRAINING from Label Studio", ls)
+                return (201 if decision.started else 200), {
+                    "status": decision.status,
+                    "job": decision.state.to_json(),
+                }
+            if event.cancelled:
+                return 200, {"status": "ignored", "reason": "skipped annotations do not count"}
+            try:
+                decision_or_none = self.trainer.on_annotations(event.project, event.annotation_count, ls)
+            except RedisUnavailable as exc:  # the next START_TRAINING still sees every annotation
+                log.warning("annotation of project %s not counted: %s", event.project, exc.reason)
+                return 200, {"status": "not_counted", "reason": exc.reason}
+            if decision_or_none is None:
+                return 200, {"status": "counted"}
+            return 201, {"status": decision_or_none.status, "job": decision_or_none.state.to_json()}
+        handler = getattr(self.predictor, "webhook", None)
+        if handler is not None:
+            handled: tuple[int, dict[str, Any]] | None = handler(event, self.label_studio(event.project))
+            if handled is not None:
+                return handled
+        return 200, {"status": "ignored", "action": event.action}
+
+    def versions(self, project_value: Any) -> dict[str, Any]:
+        project = project_id(project_value)
+        body: dict[str, Any] = {
+            "versions": self.predictor.versions(project),
+            "model_version": self.predictor.model_version(project),
+        }
+        if project and self.trainer is not None:
+            try:
+                body["training"] = self.trainer.state(project).to_json()
+            except RedisUnavailable as exc:
+                body["training"] = {"project": project, "status": "unknown", "reason": exc.reason}
+        return body
+
+    # -- helpers -------------------------------------------------------------
+    def label_studio(self, project: str | None) -> LabelStudioClient | None:
+        """Label Studio access: the backend's own settings first, else what /setup sent."""
+        url, token = self.settings.label_studio_url, self.settings.label_studio_api_key
+        if not (url and token):
+            info = self._projects.get(project or "")
+            if info is None or not (info.hostname and info.access_token):
+                return None
+            url, token = info.hostname, info.access_token
+        key = (url, token)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = LabelStudioClient(
+                    url, token, timeout=self.settings.image_timeout
+                )
+            return client
+
+    def _training_access(self, project: str) -> tuple[str, str] | None:
+        if self.settings.label_studio_url and self.settings.label_studio_api_key:
+            return None  # the job reads the same settings
+        info = self._projects.get(project)
+        if info is None or not (info.hostname and info.access_token):
+            raise UnknownProject(
+                f"project {project} was never set up with this backend (POST /setup), and "
+                "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY are not set, so its annotations cannot be fetched"
+            )
+        return info.hostname, info.access_token
+
+    def known_projects(self) -> Iterable[str]:
+        """Projects set up in this process, plus those with trained versions."""
+        registry = getattr(self.predictor, "registry", None)
+        trained = registry.projects() if registry is not None else []
+        return sorted(set(self._projects) | set(trained))
+
+    def model_versions(self) -> dict[str, str]:
+        out = {"default": self.predictor.model_version(None)}
+        for project in self.known_projects():
+            out[project] = self.predictor.model_version(project)
+        return out
+
+    def shared_cache_stats(self) -> tuple[int, int, int] | None:
+        shared = getattr(self.predictor, "shared", None)
+        if shared is None:
+            return None
+        try:
+            stats = shared.stats()
+        except RedisUnavailable:
+            return None
+        return stats.entries, stats.bytes, stats.max_bytes
+
+    def jobs(self) -> list[JobState]:
+        if self.trainer is None:
+            return []
+        try:
+            return self.trainer.store.all()
+        except RedisUnavailable:
+            return []  # labelstack_redis_up says why

@@ -1,0 +1,65 @@
+"""Options and helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from rich.console import Console
+
+from labelstack_backend.settings import Settings
+from labelstack_common.contract import Env
+from labelstack_common.labelstudio import LabelStudioClient
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line with its fix, exit code 1."""
+
+
+def add_label_studio_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Label Studio")
+    group.add_argument(
+        "--url",
+        default=os.environ.get("LABEL_STUDIO_URL", ""),
+        help="Label Studio URL (default: $LABEL_STUDIO_URL)",
+    )
+    group.add_argument(
+        "--token",
+        default=os.environ.get("LABEL_STUDIO_API_KEY", ""),
+        help="API token, legacy or personal access token (default: $LABEL_STUDIO_API_KEY)",
+    )
+    group.add_argument("--project", required=True, help="project id, or its exact title")
+
+
+def label_studio(args: argparse.Namespace) -> LabelStudioClient:
+    if not args.url or not args.token:
+        raise CommandError(
+            "no Label Studio URL or token: pass --url and --token, or set LABEL_STUDIO_URL and "
+            "LABEL_STUDIO_API_KEY"
+        )
+    return LabelStudioClient(args.url, args.token, timeout=60)
+
+
+def resolve_project(ls: LabelStudioClient, project: str) -> int:
+    """A project id from an id or an exact title."""
+    if project.isdigit():
+        return int(project)
+    matches = [p for p in ls.call("list projects", ls.sdk.projects.list) if p.title == project]
+    if not matches:
+        raise CommandError(f"no project titled {project!r}")
+    if len(matches) > 1:
+        raise CommandError(f"{len(matches)} projects are titled {project!r}; pass the id instead")
+    return int(matches[0].id)
+
+
+def settings() -> Settings:
+    """The backend's settings from the environment. A command run by hand caches fetched images
+    in the user's cache folder, not under ./models of wherever it was run, unless told where."""
+    env = dict(os.environ)
+    if not env.get(Env.MODEL_DIR) and not env.get(Env.IMAGE_CACHE_DIR):
+        cache_home = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        env[Env.IMAGE_CACHE_DIR] = str(cache_home / "labelstack" / "images")
+    return Settings.from_env(env)
