@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from labelstack_common.errors import LabelStackError
 
-class BackendError(Exception):
+
+class BackendError(LabelStackError):
     """Base class; ``status`` is the HTTP status the client gets."""
 
     status = 500

@@ -22,9 +22,10 @@ from pydantic import (
 )
 
 from labelstack_common.contract import Env, PredictorKind
+from labelstack_common.errors import LabelStackError
 
 
-class SettingsError(ValueError):
+class SettingsError(LabelStackError, ValueError):
     """The environment does not describe a runnable backend."""
 
 

@@ -25,6 +25,7 @@ import requests
 from label_studio_sdk.client import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
+from labelstack_common.errors import LabelStackError
 from labelstack_common.retry import RetryPolicy
 
 __all__ = ["LabelStudioClient", "LabelStudioError", "RetryPolicy", "is_jwt"]
@@ -36,7 +37,7 @@ T = TypeVar("T")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
-class LabelStudioError(Exception):
+class LabelStudioError(LabelStackError):
     """A call to Label Studio failed; ``status`` is the HTTP status or 0 when unreachable."""
 
     def __init__(self, what: str, status: int, reason: str) -> None:

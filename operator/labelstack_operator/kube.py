@@ -27,6 +27,7 @@ from urllib.parse import quote
 import kopf
 import requests
 
+from labelstack_common.errors import LabelStackError
 from labelstack_common.retry import RetryPolicy
 from labelstack_operator import constants as c
 
@@ -83,7 +84,7 @@ def kind_of(obj: Mapping[str, Any]) -> Kind:
         raise ValueError(f"the operator does not manage {obj.get('apiVersion')}/{obj.get('kind')}") from None
 
 
-class KubeError(Exception):
+class KubeError(LabelStackError):
     """A Kubernetes API call failed. ``status`` is 0 when the API server was not reached."""
 
     def __init__(self, what: str, status: int, reason: str, message: str) -> None:

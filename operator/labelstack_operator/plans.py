@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
+from labelstack_common.errors import LabelStackError
 from labelstack_common.wiring import BackendLink, GcsStorage, ProjectPlan
 from labelstack_operator.render import Stack
 from labelstack_operator.spec import GcsStorage as GcsSpec
@@ -13,7 +14,7 @@ from labelstack_operator.spec import Project
 ReadSecret = Callable[[str, str], str]
 
 
-class SecretError(LookupError):
+class SecretError(LabelStackError, LookupError):
     """A Secret the spec names is missing or lacks the key."""
 
 

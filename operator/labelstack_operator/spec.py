@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from labelstack_common.contract import PredictorKind, SamModelType
+from labelstack_common.errors import LabelStackError
 from labelstack_operator.quantities import QUANTITY, quantity
 
 DEFAULT_BACKEND_IMAGE = "labelstack/backend:0.1.0"
@@ -69,7 +70,7 @@ Quantity = Annotated[
 ]
 
 
-class SpecError(ValueError):
+class SpecError(LabelStackError, ValueError):
     """The spec cannot be rendered; ``str()`` is a message fit for a status condition."""
 
 

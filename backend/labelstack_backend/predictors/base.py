@@ -1,4 +1,5 @@
-"""What the protocol server needs from a predictor."""
+"""What the protocol server needs from a predictor: the whole interface, so that the service
+never probes a predictor for what it has."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from labelstack_backend.coordination.blobcache import BlobCacheStats
 from labelstack_backend.errors import ImageError
 from labelstack_backend.labelconfig import Control, LabelConfig
+from labelstack_backend.protocol import WebhookEvent
 from labelstack_common.labelstudio import LabelStudioClient
 
 
@@ -38,6 +41,17 @@ class Predictor(Protocol):
 
     def predict(self, call: PredictCall) -> list[dict[str, Any]]:
         """One entry per task, in order."""
+
+    def webhook(self, event: WebhookEvent, ls: LabelStudioClient | None) -> tuple[int, dict[str, Any]] | None:
+        """(status, body) for a project event this predictor acts on; None leaves it to the
+        service (training) or acknowledges it as ignored."""
+
+    def trained_projects(self) -> list[str]:
+        """Projects with fine-tuned versions of their own ([] for a predictor that does not train)."""
+
+    def shared_cache_stats(self) -> BlobCacheStats | None:
+        """The replicas' shared cache (Redis), for /metrics; None when there is none. May raise
+        :class:`~labelstack_backend.coordination.link.RedisUnavailable`."""
 
 
 def task_image_value(task: Mapping[str, Any], config: LabelConfig, control: Control) -> str:

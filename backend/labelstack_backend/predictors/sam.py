@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from labelstack_backend.coordination.blobcache import RedisBlobCache
+from labelstack_backend.coordination.blobcache import BlobCacheStats, RedisBlobCache
 from labelstack_backend.errors import BadRequest, ImageError, NotReady
 from labelstack_backend.images import ImageLoader
 from labelstack_backend.labelconfig import Control, LabelConfig
@@ -149,6 +149,12 @@ class SamPredictor:
         return click_prediction(regions, self.weights.version)
 
     # -- /webhook ------------------------------------------------------------
+    def trained_projects(self) -> list[str]:
+        return []  # SAM is not fine-tuned
+
+    def shared_cache_stats(self) -> BlobCacheStats | None:
+        return self.shared.stats() if self.shared is not None else None
+
     def webhook(self, event: WebhookEvent, ls: LabelStudioClient | None) -> tuple[int, dict[str, Any]] | None:
         if event.action != PRECOMPUTE_ACTION:
             return None

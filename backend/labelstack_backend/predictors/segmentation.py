@@ -10,6 +10,7 @@ from typing import Any
 from PIL import Image
 
 from labelstack_backend import tiling
+from labelstack_backend.coordination.blobcache import BlobCacheStats
 from labelstack_backend.coordination.versions import VersionBus
 from labelstack_backend.errors import ImageError
 from labelstack_backend.images import ImageLoader, LoadedImage
@@ -22,11 +23,13 @@ from labelstack_backend.labelconfig import (
     require_controls,
 )
 from labelstack_backend.predictors.base import PredictCall, task_image_value
+from labelstack_backend.protocol import WebhookEvent
 from labelstack_backend.regions import Detection, detections_to_regions, failed_prediction, prediction
 from labelstack_backend.registry.store import ModelStore
 from labelstack_backend.settings import Settings
 from labelstack_backend.yolo.model import SegmentationModel
 from labelstack_backend.yolo.versions import SegmentationModels, VersionFollower
+from labelstack_common.labelstudio import LabelStudioClient
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,15 @@ class SegmentationPredictor:
         projects = [project] if project else self.registry.projects()
         trained = [v.name for p in projects for v in self.registry.versions(p)]
         return [self.models.base_version(), *trained]
+
+    def trained_projects(self) -> list[str]:
+        return self.registry.projects()
+
+    def shared_cache_stats(self) -> BlobCacheStats | None:
+        return None  # nothing shared but the versions
+
+    def webhook(self, event: WebhookEvent, ls: LabelStudioClient | None) -> tuple[int, dict[str, Any]] | None:
+        return None  # training events are the service's (its TrainingManager)
 
     def _detect(
         self, model: SegmentationModel, images: Sequence[LoadedImage], conf: float

@@ -219,11 +219,9 @@ class BackendService:
             if decision_or_none is None:
                 return 200, {"status": "counted"}
             return 201, {"status": decision_or_none.status, "job": decision_or_none.state.to_json()}
-        handler = getattr(self.predictor, "webhook", None)
-        if handler is not None:
-            handled: tuple[int, dict[str, Any]] | None = handler(event, self.label_studio(event.project))
-            if handled is not None:
-                return handled
+        handled = self.predictor.webhook(event, self.label_studio(event.project))
+        if handled is not None:
+            return handled
         return 200, {"status": "ignored", "action": event.action}
 
     def versions(self, project_value: Any) -> dict[str, Any]:
@@ -270,9 +268,7 @@ class BackendService:
 
     def known_projects(self) -> Iterable[str]:
         """Projects set up in this process, plus those with trained versions."""
-        registry = getattr(self.predictor, "registry", None)
-        trained = registry.projects() if registry is not None else []
-        return sorted(set(self._projects) | set(trained))
+        return sorted(set(self._projects) | set(self.predictor.trained_projects()))
 
     def model_versions(self) -> dict[str, str]:
         out = {"default": self.predictor.model_version(None)}
@@ -281,12 +277,11 @@ class BackendService:
         return out
 
     def shared_cache_stats(self) -> tuple[int, int, int] | None:
-        shared = getattr(self.predictor, "shared", None)
-        if shared is None:
-            return None
         try:
-            stats = shared.stats()
+            stats = self.predictor.shared_cache_stats()
         except RedisUnavailable:
+            return None
+        if stats is None:
             return None
         return stats.entries, stats.bytes, stats.max_bytes
 

@@ -10,12 +10,13 @@ from rich.console import Console
 
 from labelstack_backend.settings import Settings
 from labelstack_common.contract import Env
+from labelstack_common.errors import LabelStackError
 from labelstack_common.labelstudio import LabelStudioClient
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-class CommandError(Exception):
+class CommandError(LabelStackError):
     """A user-facing failure: printed as one line with its fix, exit code 1."""
 
 

@@ -6,12 +6,10 @@ import argparse
 import sys
 
 from labelstack_backend import __version__
-from labelstack_backend.errors import BackendError
 from labelstack_backend.logsetup import configure_logging
-from labelstack_backend.settings import SettingsError
-from labelstack_common.labelstudio import LabelStudioError
+from labelstack_common.errors import LabelStackError
 from labelstack_tools.cli import down, export, importer, serve, status, up
-from labelstack_tools.cli.common import CommandError, console
+from labelstack_tools.cli.common import console
 
 COMMANDS = (up, down, status, serve, importer, export)
 
@@ -37,14 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("interrupted")
         return 130
-    except (CommandError, SettingsError, ValueError) as exc:
+    except (LabelStackError, ValueError) as exc:  # ours, and bad values from the standard library
         console.print(f"[red]error:[/] {exc}")
-        return 1
-    except LabelStudioError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        return 1
-    except BackendError as exc:
-        console.print(f"[red]error:[/] {exc.reason}")
         return 1
     return code
 

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from labelstack_common.errors import LabelStackError
 from labelstack_tools.localstack.files import read_json, write_private_json
 from labelstack_tools.localstack.labelstudio import new_token
 
@@ -15,7 +16,7 @@ FILE_NAME = "credentials.json"
 DEFAULT_USERNAME = "admin@labelstack.local"
 
 
-class CredentialsError(ValueError):
+class CredentialsError(LabelStackError, ValueError):
     pass
 
 

@@ -7,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from labelstack_common.errors import LabelStackError
+
 # The same pin as constraints-label-studio.txt, which scripts/bootstrap.sh installs (a test checks).
 REQUIREMENT = "label-studio==1.23.2"
 
 
-class InstallError(RuntimeError):
+class InstallError(LabelStackError, RuntimeError):
     pass
 
 

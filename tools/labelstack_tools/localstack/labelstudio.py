@@ -18,6 +18,7 @@ from pathlib import Path
 
 import requests
 
+from labelstack_common.errors import LabelStackError
 from labelstack_tools.localstack.ports import port_in_use
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,8 @@ log = logging.getLogger(__name__)
 DEFAULT_VENV_ENV = "LABELSTACK_LS_VENV"
 
 
-class LabelStudioStartError(RuntimeError):
-    pass
+class LabelStudioStartError(LabelStackError, RuntimeError):
+    """Label Studio did not start; the message says why, with its log's tail."""
 
 
 def new_token() -> str:

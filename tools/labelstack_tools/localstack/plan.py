@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labelstack_common.contract import SAM_TEST_TYPE, Env, PredictorKind, SamModelType
+from labelstack_common.errors import LabelStackError
 from labelstack_tools.localstack import demo
 from labelstack_tools.serving import backend_command
 
 HOST = "127.0.0.1"
 
 
-class PlanError(ValueError):
+class PlanError(LabelStackError, ValueError):
     """The options cannot make a stack; the message says what to change."""
 
 

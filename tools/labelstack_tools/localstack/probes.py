@@ -5,8 +5,10 @@ from __future__ import annotations
 import redis
 import requests
 
+from labelstack_common.errors import LabelStackError
 
-class ProbeFailed(RuntimeError):
+
+class ProbeFailed(LabelStackError, RuntimeError):
     """The process answers, and says it will never be ready (a backend whose model failed to load)."""
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labelstack_common.errors import LabelStackError
 from labelstack_tools.localstack.files import read_json, write_private_json
 
 FILE_NAME = "state.json"
@@ -21,7 +22,7 @@ STARTING = "starting"
 READY = "ready"
 
 
-class StateError(ValueError):
+class StateError(LabelStackError, ValueError):
     pass
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from labelstack_common.errors import LabelStackError
 from labelstack_tools.localstack import procs
 from labelstack_tools.localstack.plan import ServiceSpec
 from labelstack_tools.localstack.probes import ProbeFailed
@@ -22,7 +23,7 @@ from labelstack_tools.localstack.state import ProcessRecord
 Probe = Callable[[], bool]
 
 
-class ServiceFailed(RuntimeError):
+class ServiceFailed(LabelStackError, RuntimeError):
     """A process exited, or never answered; the message carries its log's tail."""
 
     def __init__(self, name: str, message: str) -> None:
