@@ -1,6 +1,6 @@
 # The two fresh-machine commands:
 #   make up     a local stack: Label Studio + both backends, wired, with sample images
-#   make test   everything CI checks: lint, types and the whole test suite
+#   make test   everything CI checks: lint, import layers, types and the whole test suite
 VENV := .venvs/backend
 BIN := $(VENV)/bin
 export LABELSTACK_LS_VENV := $(CURDIR)/.venvs/label-studio
@@ -19,6 +19,7 @@ down:
 lint: bootstrap
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: bootstrap
 	$(BIN)/mypy
@@ -33,4 +34,4 @@ test: lint typecheck pytest
 # and manifests/examples/ from their sources; the tests fail while any of them is out of date.
 manifests: bootstrap
 	scripts/bootstrap.sh helm
-	PYTHONPATH=$(CURDIR)/operator:$(CURDIR) $(BIN)/python -m scripts.render_manifests
+	PYTHONPATH=$(CURDIR)/common:$(CURDIR)/operator:$(CURDIR) $(BIN)/python -m scripts.render_manifests

@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# We enforce our own pixel limit before decoding; PIL's check stays as a backstop.
+# PIL's own bomb check is off: with MAX_IMAGE_PIXELS = None it neither warns nor raises. Our
+# limit (LABELSTACK_IMAGE_MAX_PIXELS, checked from the header in decode_image) is the only one,
+# so that it can be raised above PIL's 89-megapixel default for large scans.
 Image.MAX_IMAGE_PIXELS = None
 
 

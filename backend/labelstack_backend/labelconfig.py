@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from xml.etree.ElementTree import Element
 
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
-from labelstack_backend.errors import UnprocessableConfig
+from labelstack_backend.errors import ImageError, UnprocessableConfig
 
 # Control tags by their lower-cased XML name.
 POLYGON = "polygonlabels"
@@ -199,3 +200,15 @@ def build_label_map(controls: Iterable[Control], class_names: Mapping[int, str])
         if found is not None:
             mapping[idx] = found
     return mapping
+
+
+def task_image_value(task: Mapping[str, Any], config: LabelConfig, control: Control) -> str:
+    """The image URL of ``task`` for ``control``'s image object."""
+    image = config.image(control.to_name)
+    if image is None:
+        raise ImageError(f"control {control.name!r} points at {control.to_name!r}, which is not an <Image>")
+    data = task.get("data") or {}
+    value = data.get(image.value_key)
+    if not isinstance(value, str) or not value:
+        raise ImageError(f"task {task.get('id', '?')} has no '{image.value_key}' image in its data")
+    return value

@@ -161,6 +161,18 @@ class Settings(BaseModel):
         return None
 
     @classmethod
+    def env_names(cls) -> frozenset[str]:
+        """Every environment variable a field reads (its name and any older aliases)."""
+        names: set[str] = set()
+        for info in cls.model_fields.values():
+            alias = info.validation_alias
+            if isinstance(alias, str):
+                names.add(alias)
+            elif isinstance(alias, AliasChoices):
+                names.update(choice for choice in alias.choices if isinstance(choice, str))
+        return frozenset(names)
+
+    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = dict(os.environ if environ is None else environ)
         data: dict[str, Any] = {k: v for k, v in env.items() if v != ""}

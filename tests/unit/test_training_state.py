@@ -133,3 +133,33 @@ def test_a_heartbeat_restores_a_lost_state_but_never_reopens_a_finished_job(tmp_
     (tmp_path / "projects" / "1" / "job.json").unlink()  # what a Redis restarted empty leaves
     Heartbeat(store, "1", JobStatus.RUNNING).beat()
     assert store.get("1").status is JobStatus.RUNNING
+
+
+def test_a_training_past_its_timeout_is_stopped_and_reported(tmp_path):
+    """A real child process that would run for a minute, in its own session as jobs are."""
+    store = FileJobStore(tmp_path)
+    children = []
+
+    def spawn(project, env):
+        child = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+        )
+        children.append(child)
+        return child
+
+    mgr = TrainingManager(store, spawn=spawn, timeout=0.5)
+    began = time.monotonic()
+    assert mgr.request("5", "button").started
+    for _ in range(500):
+        if store.get("5").status is JobStatus.FAILED and children[0].poll() is not None:
+            break
+        time.sleep(0.02)
+    state = store.get("5")
+    assert state.status is JobStatus.FAILED
+    assert "LABELSTACK_TRAIN_TIMEOUT=0.5 s" in state.reason, state.reason
+    assert children[0].returncode is not None, "the overdue job is stopped, not only reported"
+    assert time.monotonic() - began < 15
+    assert mgr.request("5", "again").started  # the project is free to train again
+    for child in children[1:]:
+        child.kill()
+        child.wait()

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from labelstack_backend.coordination.blobcache import BlobCacheStats
-from labelstack_backend.errors import ImageError
-from labelstack_backend.labelconfig import Control, LabelConfig
+from labelstack_backend.labelconfig import LabelConfig
 from labelstack_backend.protocol import WebhookEvent
 from labelstack_common.labelstudio import LabelStudioClient
 
@@ -52,15 +51,3 @@ class Predictor(Protocol):
     def shared_cache_stats(self) -> BlobCacheStats | None:
         """The replicas' shared cache (Redis), for /metrics; None when there is none. May raise
         :class:`~labelstack_backend.coordination.link.RedisUnavailable`."""
-
-
-def task_image_value(task: Mapping[str, Any], config: LabelConfig, control: Control) -> str:
-    """The image URL of ``task`` for ``control``'s image object."""
-    image = config.image(control.to_name)
-    if image is None:
-        raise ImageError(f"control {control.name!r} points at {control.to_name!r}, which is not an <Image>")
-    data = task.get("data") or {}
-    value = data.get(image.value_key)
-    if not isinstance(value, str) or not value:
-        raise ImageError(f"task {task.get('id', '?')} has no '{image.value_key}' image in its data")
-    return value

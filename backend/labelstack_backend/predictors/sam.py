@@ -19,8 +19,8 @@ from typing import Any
 from labelstack_backend.coordination.blobcache import BlobCacheStats, RedisBlobCache
 from labelstack_backend.errors import BadRequest, ImageError, NotReady
 from labelstack_backend.images import ImageLoader
-from labelstack_backend.labelconfig import Control, LabelConfig
-from labelstack_backend.predictors.base import PredictCall, task_image_value
+from labelstack_backend.labelconfig import Control, LabelConfig, task_image_value
+from labelstack_backend.predictors.base import PredictCall
 from labelstack_backend.protocol import WebhookEvent
 from labelstack_backend.regions import Region, failed_prediction
 from labelstack_backend.sam.answer import (

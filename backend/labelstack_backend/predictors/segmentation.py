@@ -21,8 +21,9 @@ from labelstack_backend.labelconfig import (
     LabelConfig,
     build_label_map,
     require_controls,
+    task_image_value,
 )
-from labelstack_backend.predictors.base import PredictCall, task_image_value
+from labelstack_backend.predictors.base import PredictCall
 from labelstack_backend.protocol import WebhookEvent
 from labelstack_backend.regions import Detection, detections_to_regions, failed_prediction, prediction
 from labelstack_backend.registry.store import ModelStore

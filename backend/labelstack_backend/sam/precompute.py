@@ -26,8 +26,7 @@ from typing import Any
 
 from labelstack_backend import metrics
 from labelstack_backend.errors import BadRequest, ImageError
-from labelstack_backend.labelconfig import Control, LabelConfig, parse_label_config
-from labelstack_backend.predictors.base import task_image_value
+from labelstack_backend.labelconfig import Control, LabelConfig, parse_label_config, task_image_value
 from labelstack_backend.sam.answer import check_sam_config
 from labelstack_backend.sam.cache import Source
 from labelstack_backend.sam.embeddings import EmbeddingService

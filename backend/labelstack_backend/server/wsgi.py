@@ -55,7 +55,9 @@ def build_service(settings: Settings) -> BackendService:
 
         bus = VersionBus(link) if link is not None else None
         predictor = SegmentationPredictor(settings, open_registry(settings), loader, bus)
-        trainer = TrainingManager(job_store(settings, link), train_every=settings.train_every)
+        trainer = TrainingManager(
+            job_store(settings, link), train_every=settings.train_every, timeout=settings.train_timeout
+        )
     if link is not None:
         link.start_monitor()
     return BackendService(settings, predictor, trainer, link, WorkerBoard.from_env())

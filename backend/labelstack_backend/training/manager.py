@@ -14,8 +14,10 @@ decided locally, so an outage can never make a project train twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -27,10 +29,13 @@ from labelstack_backend.coordination.link import RedisUnavailable
 from labelstack_backend.errors import BackendError
 from labelstack_backend.training.job import ENV_LS_TOKEN, ENV_LS_URL, HEARTBEAT_SECONDS
 from labelstack_backend.training.state import JobState, JobStatus, JobStore
+from labelstack_common.contract import Env
 
 log = logging.getLogger(__name__)
 
 STALE_AFTER = HEARTBEAT_SECONDS * 4
+# How long an overdue job gets to exit after SIGTERM before SIGKILL.
+STOP_GRACE_SECONDS = 10.0
 
 
 class TrainingRefused(BackendError):
@@ -75,9 +80,12 @@ def is_stale(state: JobState, now: float | None = None) -> bool:
 
 
 class TrainingManager:
-    def __init__(self, store: JobStore, train_every: int = 0, spawn: Spawn = spawn_job) -> None:
+    def __init__(
+        self, store: JobStore, train_every: int = 0, spawn: Spawn = spawn_job, timeout: float | None = None
+    ) -> None:
         self.store = store
         self.train_every = train_every
+        self.timeout = timeout  # LABELSTACK_TRAIN_TIMEOUT: a job running longer is stopped
         self._spawn = spawn
         self._lock = threading.Lock()
         self._children: list[subprocess.Popen[bytes]] = []
@@ -143,7 +151,10 @@ class TrainingManager:
         return None
 
     def _reap(self, project: str, child: subprocess.Popen[bytes]) -> None:
-        code = child.wait()
+        try:
+            code = child.wait() if self.timeout is None else child.wait(self.timeout)
+        except subprocess.TimeoutExpired:
+            code = self._stop_overdue(project, child)
         if code not in (0, 1):  # killed (out of memory?) or crashed before it could say why
             reason = f"the training process exited with code {code}"
             log.error("training of project %s: %s", project, reason)
@@ -154,6 +165,24 @@ class TrainingManager:
         with self._lock:
             if child in self._children:
                 self._children.remove(child)
+
+    def _stop_overdue(self, project: str, child: subprocess.Popen[bytes]) -> int:
+        """A job past its time: recorded as failed first (so its reason is the timeout, not its
+        exit code), then its whole session stopped, SIGTERM then SIGKILL."""
+        reason = f"the training ran longer than {Env.TRAIN_TIMEOUT}={self.timeout:g} s and was stopped"
+        log.error("training of project %s: %s", project, reason)
+        try:
+            self._mark_failed(project, reason)
+        except RedisUnavailable as exc:
+            log.warning("could not record that: %s", exc.reason)
+        for sig, grace in ((signal.SIGTERM, STOP_GRACE_SECONDS), (signal.SIGKILL, None)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, sig)  # the job runs in its own session (spawn_job)
+            try:
+                return child.wait(grace)
+            except subprocess.TimeoutExpired:
+                continue
+        return child.wait()
 
     def _mark_failed(self, project: str, reason: str) -> JobState:
         def fail(s: JobState) -> JobState:
