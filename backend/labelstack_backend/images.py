@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlencode, urlparse, urlunparse
 
+import numpy as np
 import requests
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -165,6 +166,20 @@ def content_key(identity: str, digest: str) -> str:
     return f"{identity}#{digest[:16]}"
 
 
+def to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB. Pillow's own convert clips 16- and 32-bit grey ("I;16", "I") to 0..255, which
+    turns nearly every pixel white: those are scaled by their bit depth instead. A palette with
+    transparency goes through RGBA, so its colours are kept (alpha is dropped, as for RGBA)."""
+    if img.mode.startswith("I;16") or img.mode == "I":
+        pixels = np.asarray(img, dtype=np.float64)
+        top = max(65535.0, float(pixels.max(initial=0)))  # "I" holding 16-bit values is 16-bit
+        grey = np.rint(np.clip(pixels, 0, None) * (255.0 / top)).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        return img.convert("RGBA").convert("RGB")
+    return img.convert("RGB")
+
+
 def decode_image(data: bytes, max_pixels: int, what: str = "image") -> Image.Image:
     """Decode bytes to an RGB image with its EXIF orientation applied.
 
@@ -182,7 +197,7 @@ def decode_image(data: bytes, max_pixels: int, what: str = "image") -> Image.Ima
                 )
             img.load()
             img = ImageOps.exif_transpose(img)
-            return img.convert("RGB")
+            return to_rgb(img)
     except ImageError:
         raise
     except UnidentifiedImageError:

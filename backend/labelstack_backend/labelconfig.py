@@ -109,6 +109,8 @@ def parse_label_config(xml: str) -> LabelConfig:
     """Parse a label config. Raise :class:`UnprocessableConfig` if it is not valid XML."""
     if not xml or not xml.strip():
         raise UnprocessableConfig("the label config is empty")
+    if has_lone_surrogate(xml):
+        raise UnprocessableConfig("the label config holds an invalid character (a lone UTF-16 surrogate)")
     try:
         root = ElementTree.fromstring(xml)
     except (ElementTree.ParseError, DefusedXmlException) as exc:
@@ -211,4 +213,17 @@ def task_image_value(task: Mapping[str, Any], config: LabelConfig, control: Cont
     value = data.get(image.value_key)
     if not isinstance(value, str) or not value:
         raise ImageError(f"task {task.get('id', '?')} has no '{image.value_key}' image in its data")
+    if has_lone_surrogate(value):
+        raise ImageError(
+            f"task {task.get('id', '?')}: its image URL holds an invalid character (a lone UTF-16 surrogate)"
+        )
     return value
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """JSON may carry ``\\ud800`` alone; such a string cannot be encoded, so it never reaches I/O."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

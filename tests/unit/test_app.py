@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from PIL import Image
@@ -134,6 +135,9 @@ def test_predict_answers_every_task_in_order_and_isolates_a_bad_image(served):
         (b"", 400, "no body"),
         (b"[1, 2]", 400, "JSON object"),
         (b'{"tasks": [{"id": 1}]}', 400, "'data'"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+        (b'{"tasks": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "nested too deeply"),
+        (b"\xff\xfe{", 400, "not valid JSON"),
     ],
 )
 def test_garbage_gets_a_4xx_with_a_reason(served, data, status, reason):
@@ -141,6 +145,36 @@ def test_garbage_gets_a_4xx_with_a_reason(served, data, status, reason):
     resp = client.post("/predict", data=data, content_type="application/json")
     assert resp.status_code == status and reason in resp.json["error"]
     assert client.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("route", ["/predict", "/setup", "/webhook"])
+def test_deep_json_is_a_400_on_every_route(served, route):
+    _, client, _, _ = served
+    resp = client.post(route, data=b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert resp.status_code == 400 and "nested too deeply" in resp.json["error"]
+
+
+def test_a_lone_surrogate_fails_its_own_task_only(served):
+    _, client, _, images = served
+    # json.dumps writes the lone surrogate as the escape \ud800, as any JSON client may.
+    tasks = [
+        {"id": 1, "data": {"image": "http://x/\ud800.jpg"}},
+        {"id": 2, "data": {"image": str(images / "wide.jpg")}},
+    ]
+    body = json.dumps({"label_config": CONFIG, "tasks": tasks})
+    assert "\\ud800" in body
+    resp = client.post("/predict", data=body, content_type="application/json")
+    assert resp.status_code == 200, resp.json
+    bad, good = resp.json["results"]
+    assert "result" not in bad and "surrogate" in bad["error"]
+    assert good["result"]
+
+
+def test_a_lone_surrogate_in_a_label_is_a_4xx_at_setup(served):
+    _, client, _, _ = served
+    body = json.dumps({"project": "3.1", "schema": CONFIG.replace("person", "pers\ud800on")})
+    resp = client.post("/setup", data=body, content_type="application/json")
+    assert resp.status_code == 422 and "surrogate" in resp.json["error"]
 
 
 def test_predict_needs_a_config_from_somewhere(served):
@@ -216,6 +250,7 @@ def test_basic_auth_guards_everything_but_health(tmp_path):
     client = create_app(service).test_client()
     assert client.get("/health").status_code == 503  # open, but still loading
     assert client.get("/livez").status_code == 200
+    assert client.get("/").status_code == 401  # the same body as /health, but not a probe
     assert client.post("/setup", json={"schema": CONFIG}).status_code == 401
     assert client.get("/metrics").status_code == 401
     good = {"Authorization": "Basic " + base64.b64encode(b"u:p").decode()}

@@ -181,3 +181,43 @@ def test_disk_cache_stays_within_its_byte_bound(tmp_path):
     assert cache.size() <= 10_000
     assert cache.get("k29") is not None
     assert cache.get("k0") is None
+
+
+def _encoded(img, fmt="PNG", **kw):
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def test_16_bit_grey_is_scaled_not_clipped():
+    pixels = np.zeros((8, 8), dtype=np.uint16)
+    pixels[0, :4] = (0, 257 * 64, 257 * 128, 65535)
+    data = _encoded(Image.fromarray(pixels))
+    assert Image.open(io.BytesIO(data)).mode == "I;16"
+    rgb = decode_image(data, 10**6)
+    assert rgb.mode == "RGB"
+    assert [rgb.getpixel((x, 0)) for x in range(4)] == [(0, 0, 0), (64,) * 3, (128,) * 3, (255,) * 3]
+    assert np.asarray(rgb)[1:].max() == 0, "black stays black (Pillow's own convert turns it white-ish)"
+
+
+@pytest.mark.parametrize(
+    ("image", "fmt", "expected"),
+    [
+        (Image.new("CMYK", (4, 4), (255, 0, 0, 0)), "JPEG", (0, 255, 255)),
+        (Image.new("CMYK", (4, 4), (0, 0, 0, 0)), "TIFF", (255, 255, 255)),
+        (Image.new("LA", (4, 4), (100, 0)), "PNG", (100, 100, 100)),
+        (Image.new("RGBA", (4, 4), (10, 20, 30, 0)), "PNG", (10, 20, 30)),
+    ],
+    ids=["cmyk-jpeg", "cmyk-tiff", "la", "rgba"],
+)
+def test_other_modes_keep_their_colours(image, fmt, expected):
+    got = decode_image(_encoded(image, fmt), 10**6).getpixel((0, 0))
+    assert all(abs(a - b) <= 2 for a, b in zip(got, expected, strict=True)), got
+
+
+def test_a_palette_with_transparency_keeps_its_colours():
+    img = Image.new("P", (4, 4), 0)
+    img.putpalette([200, 10, 20, 0, 0, 255] + [0] * 762)
+    img.putpixel((1, 1), 1)
+    rgb = decode_image(_encoded(img, transparency=0), 10**6)
+    assert rgb.getpixel((0, 0)) == (200, 10, 20) and rgb.getpixel((1, 1)) == (0, 0, 255)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 import logging
 import time
 from typing import Any
@@ -25,9 +26,10 @@ from labelstack_backend.server.service import BackendService
 
 log = logging.getLogger(__name__)
 
-OPEN_ROUTES = frozenset({"/health", "/livez", "/"})
+# Only the probes answer without credentials; "/" (the same body as /health) follows the rule.
+OPEN_ROUTES = frozenset({"/health", "/livez"})
 # Probes and scrapes are not load: labelstack_inflight_requests counts the rest (autoscaling).
-UNCOUNTED_ROUTES = frozenset({*OPEN_ROUTES, "/metrics"})
+UNCOUNTED_ROUTES = frozenset({*OPEN_ROUTES, "/", "/metrics"})
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
@@ -36,10 +38,12 @@ def _json_body(optional: bool = False) -> Any:
         if optional:
             return {}
         raise BadRequest("the request has no body; send JSON")
-    body = request.get_json(force=True, silent=True)
-    if body is None:
-        raise BadRequest("the request body is not valid JSON")
-    return body
+    try:
+        return json.loads(request.get_data(cache=True))
+    except RecursionError:  # the C parser's own depth guard; Flask would make it a 500
+        raise BadRequest("the request body is JSON nested too deeply") from None
+    except ValueError:  # JSONDecodeError, and bytes that are not UTF-8
+        raise BadRequest("the request body is not valid JSON") from None
 
 
 def _authorized(expected: tuple[str, str]) -> bool:
