@@ -55,3 +55,26 @@ class TrainingError(BackendError):
 
 class TrainingBusy(BackendError):
     status = 409
+
+
+class TooManyTasks(BackendError):
+    """A /predict asks for more tasks than LABELSTACK_MAX_TASKS_PER_REQUEST."""
+
+    status = 413
+
+
+class Busy(BackendError):
+    """Every work slot of this worker is taken; ``retry_after`` is the client's wait, seconds."""
+
+    status = 503
+
+    def __init__(self, reason: str, retry_after: int = 2) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class InsufficientStorage(BackendError):
+    """A write to the backend's disk failed: full, over quota or read-only. The reason names the
+    folder (see :mod:`labelstack_backend.diskspace`)."""
+
+    status = 507

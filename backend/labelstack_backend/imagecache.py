@@ -1,7 +1,8 @@
 """A bounded on-disk byte cache keyed by stable identity, safe across processes.
 
 Files are written to a temporary name and renamed into place, so a reader never
-sees half a file. Eviction removes the least recently used files (by mtime,
+sees half a file. Writes are best effort: one that fails (a full disk) is logged, leaves no
+temporary file, and the request goes on uncached. Eviction removes the least recently used files (by mtime,
 which a hit refreshes) once the folder grows past its byte budget.
 """
 
@@ -11,11 +12,16 @@ import contextlib
 import hashlib
 import logging
 import os
-import tempfile
 import threading
+import time
 from pathlib import Path
 
+from labelstack_backend.diskspace import disk_reason, write_via_temp
+
 log = logging.getLogger(__name__)
+
+TMP_PREFIX = ".tmp-"
+WARN_EVERY_SECONDS = 60.0
 
 
 class DiskCache:
@@ -26,6 +32,7 @@ class DiskCache:
         self._written_since_sweep = 0
         self.hits = 0
         self.misses = 0
+        self._warned_at = -WARN_EVERY_SECONDS
 
     def _path(self, key: str) -> Path:
         digest = hashlib.sha256(key.encode()).hexdigest()
@@ -51,12 +58,10 @@ class DiskCache:
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            Path(tmp).replace(path)
+            # The temporary file goes when the write fails; ``_entries`` skips the ".tmp-" prefix.
+            write_via_temp(path, data, durable=False, prefix=TMP_PREFIX)
         except OSError as exc:
-            log.warning("image cache write failed (%s); continuing without caching", exc)
+            self._warn(exc)
             return
         with self._lock:
             self._written_since_sweep += len(data)
@@ -65,6 +70,21 @@ class DiskCache:
                 self._written_since_sweep = 0
         if due:
             self.sweep()
+
+    def _warn(self, exc: OSError) -> None:
+        """One line per failed write (the request goes on), at most one a minute: a full disk
+        fails every write, and one line a fetched image would drown the log."""
+        now = time.monotonic()
+        with self._lock:
+            quiet = now - self._warned_at < WARN_EVERY_SECONDS
+            if not quiet:
+                self._warned_at = now
+        reason = disk_reason(exc, self.root, "the image cache") or str(exc)
+        log.log(
+            logging.DEBUG if quiet else logging.WARNING,
+            "image cache write failed: %s; continuing without caching",
+            reason,
+        )
 
     def size(self) -> int:
         return sum(size for _, size, _ in self._entries())
@@ -77,7 +97,7 @@ class DiskCache:
             if not sub.is_dir():
                 continue
             for entry in os.scandir(sub):
-                if entry.name.startswith(".tmp-"):
+                if entry.name.startswith(TMP_PREFIX):
                     continue
                 with contextlib.suppress(OSError):
                     st = entry.stat()

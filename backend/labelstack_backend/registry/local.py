@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from labelstack_backend.diskspace import storage_errors
 from labelstack_backend.registry.store import (
     Fill,
     ModelVersion,
@@ -93,18 +94,26 @@ class ModelRegistry:
         if not (final / "model.pt").is_file():
             staging = self._versions_dir(project) / f".staging-{name}-{os.getpid()}-{threading.get_ident()}"
             shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-            fill(staging)
-            if final.exists():  # a half-written copy from a crash, or a racing install of the same files
-                shutil.rmtree(staging)
-            else:
-                staging.rename(final)
+            with storage_errors(self.root):
+                try:
+                    staging.mkdir(parents=True)
+                    fill(staging)
+                    if final.exists():  # a half-written copy from a crash, or a racing install
+                        shutil.rmtree(staging)
+                    else:
+                        staging.rename(final)
+                except BaseException:
+                    # A full disk fails the copy halfway: the partial weights go, which frees the
+                    # space the failed job needs to record why.
+                    shutil.rmtree(staging, ignore_errors=True)
+                    raise
         version = self.get(project, name)
         assert version is not None
         return version
 
     def set_current(self, project: str, name: str) -> None:
-        atomic_write(self.project_dir(project) / "current", name + "\n")
+        with storage_errors(self.root):
+            atomic_write(self.project_dir(project) / "current", name + "\n")
 
     def publish(self, project: str, weights: Path, *, base: str, meta: dict[str, Any]) -> ModelVersion:
         """Store ``weights`` as the project's next version and make it current."""
@@ -117,8 +126,9 @@ class ModelRegistry:
     def scratch(self, project: str) -> Iterator[Path]:
         """A work folder for one training run, removed afterwards."""
         base = self.project_dir(project) / "work"
-        base.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(dir=base, prefix="train-"))
+        with storage_errors(self.root):
+            base.mkdir(parents=True, exist_ok=True)
+            path = Path(tempfile.mkdtemp(dir=base, prefix="train-"))
         try:
             yield path
         finally:

@@ -6,15 +6,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from labelstack_backend.diskspace import write_via_temp
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -39,13 +39,11 @@ class ModelVersion:
 
 
 def atomic_write(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` durably and all at once; a failed write (a full disk)
+    leaves the old file and no temporary one. Raises the OSError: callers name their folder
+    with :func:`~labelstack_backend.diskspace.storage_errors`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    Path(tmp).replace(path)
+    write_via_temp(path, text.encode())
 
 
 class ModelStore(Protocol):

@@ -10,7 +10,10 @@ job state. If another training was asked for meanwhile (``pending``), it runs
 again once. A job that loses its lock (it expired during a Redis outage and
 another replica took it) stops at the next epoch and publishes nothing.
 
-Exit codes: 0 done, 1 failed (the reason is in the job state), 2 bad arguments.
+Exit codes: 0 done, 1 failed (the reason is in the job state), 2 bad arguments,
+3 failed and the job state could not be written (MODEL_DIR full or read-only; the web
+process's reaper records it). A write that fails on a full MODEL_DIR (the dataset, the
+weights) fails the run with ``no space left on MODEL_DIR (<path>)``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from pathlib import Path
 
 from labelstack_backend.coordination.link import RedisUnavailable, coordination_link
 from labelstack_backend.coordination.versions import VersionBus
-from labelstack_backend.errors import BackendError, TrainingError
+from labelstack_backend.diskspace import disk_reason_in
+from labelstack_backend.errors import BackendError, InsufficientStorage, TrainingError
 from labelstack_backend.formats.annotations import labeled_images
 from labelstack_backend.formats.yolo import write_dataset
 from labelstack_backend.images import ImageLoader
@@ -52,6 +56,8 @@ REDIS_PATIENCE_SECONDS = 300.0
 # Label Studio access for the job: the backend's own settings, or what /setup gave it.
 ENV_LS_URL = "LABELSTACK_JOB_LS_URL"
 ENV_LS_TOKEN = "LABELSTACK_JOB_LS_TOKEN"  # noqa: S105 - a variable name, not a secret
+# The job failed and could not even write that into its state (see the module's docstring).
+EXIT_UNRECORDED = 3
 
 
 class LockLost(TrainingError):
@@ -253,6 +259,15 @@ def wait_for_lock(settings: Settings, project: str, store: JobStore, owner: str)
 
 
 def run(settings: Settings, project: str, store: JobStore) -> int:
+    try:
+        return _run(settings, project, store)
+    except InsufficientStorage as exc:
+        # Even the failure could not be recorded: the exit code tells the reaper to record it.
+        log.error("training of project %s could not record its state: %s", project, exc.reason)
+        return EXIT_UNRECORDED
+
+
+def _run(settings: Settings, project: str, store: JobStore) -> int:
     owner = f"{socket.gethostname()}:{os.getpid()}"
     queued = record(
         store, project, lambda s: replace(s, status=JobStatus.QUEUED, extra={**s.extra, "owner": owner})
@@ -291,8 +306,11 @@ def run(settings: Settings, project: str, store: JobStore) -> int:
                 _fail(store, project, reason)
                 code = 1
             except Exception as exc:
-                log.exception("training of project %s crashed", project)
-                _fail(store, project, f"{type(exc).__name__}: {exc}")
+                # A full disk under a library's own error (ultralytics, torch.save) still says so.
+                disk = disk_reason_in(exc, settings.model_dir_resolved)
+                if disk is None:
+                    log.exception("training of project %s crashed", project)
+                _fail(store, project, disk or f"{type(exc).__name__}: {exc}")
                 code = 1
             try:
                 pending = store.get(project).pending

@@ -26,8 +26,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from labelstack_backend.coordination.link import RedisUnavailable
-from labelstack_backend.errors import BackendError
-from labelstack_backend.training.job import ENV_LS_TOKEN, ENV_LS_URL, HEARTBEAT_SECONDS
+from labelstack_backend.errors import BackendError, InsufficientStorage
+from labelstack_backend.training.job import (
+    ENV_LS_TOKEN,
+    ENV_LS_URL,
+    EXIT_UNRECORDED,
+    HEARTBEAT_SECONDS,
+)
 from labelstack_backend.training.state import JobState, JobStatus, JobStore
 from labelstack_common.contract import Env
 
@@ -97,7 +102,10 @@ class TrainingManager:
         return state
 
     def request(self, project: str, reason: str, ls: tuple[str, str] | None = None) -> TrainDecision:
-        """Start a training of ``project`` unless one is already queued or running."""
+        """Start a training of ``project`` unless one is already queued or running.
+
+        Raises InsufficientStorage (507, the reason names MODEL_DIR) when the job state cannot be
+        written: nothing is started then."""
         with self._lock:
             started = False
 
@@ -156,11 +164,15 @@ class TrainingManager:
         except subprocess.TimeoutExpired:
             code = self._stop_overdue(project, child)
         if code not in (0, 1):  # killed (out of memory?) or crashed before it could say why
-            reason = f"the training process exited with code {code}"
+            if code == EXIT_UNRECORDED:
+                reason = "the training failed and could not write its job state (is MODEL_DIR full?)"
+            else:
+                reason = f"the training process exited with code {code}"
             log.error("training of project %s: %s", project, reason)
             try:
                 self._mark_failed(project, reason)
-            except RedisUnavailable as exc:  # its heartbeat stops: the state goes stale, then failed
+            except (RedisUnavailable, InsufficientStorage) as exc:
+                # Its heartbeat stops: the state goes stale, then reads as failed.
                 log.warning("could not record that: %s", exc.reason)
         with self._lock:
             if child in self._children:
@@ -173,7 +185,7 @@ class TrainingManager:
         log.error("training of project %s: %s", project, reason)
         try:
             self._mark_failed(project, reason)
-        except RedisUnavailable as exc:
+        except (RedisUnavailable, InsufficientStorage) as exc:
             log.warning("could not record that: %s", exc.reason)
         for sig, grace in ((signal.SIGTERM, STOP_GRACE_SECONDS), (signal.SIGKILL, None)):
             with contextlib.suppress(ProcessLookupError, PermissionError):

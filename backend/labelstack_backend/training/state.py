@@ -19,6 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from labelstack_backend.diskspace import storage_errors
 from labelstack_backend.registry.store import atomic_write, safe_name
 
 
@@ -127,7 +128,9 @@ class FileJobStore:
             return JobState(project=project)
 
     def update(self, project: str, change: Callable[[JobState], JobState]) -> JobState:
-        with self._locked(".jobs.lock"):
+        """Raises InsufficientStorage (507) when MODEL_DIR is full or read-only; the state is
+        then unchanged and no temporary file is left."""
+        with storage_errors(self.root), self._locked(".jobs.lock"):
             new = replace(change(self.get(project)), updated_at=time.time())
             atomic_write(self._path(project), json.dumps(new.to_json(), sort_keys=True))
             return new
@@ -140,13 +143,17 @@ class FileJobStore:
 
     def try_lock(self, project: str, owner: str, ttl: float) -> TrainingLease | None:
         # One lock for the whole MODEL_DIR: on one machine, trainings take turns on its GPU.
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / ".train.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        with storage_errors(self.root):
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / ".train.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return None
-        os.ftruncate(fd, 0)
-        os.write(fd, owner.encode())
+        # The owner is only a note for whoever looks at the file: the flock is the lock, so a
+        # full disk that refuses the note must not refuse the lock.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.write(fd, owner.encode())
         return _FileLease(fd)
