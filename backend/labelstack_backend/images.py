@@ -4,7 +4,9 @@
 what its *stable identity* is (the cache key: never a signed or expiring URL).
 :class:`ImageLoader` does the I/O: fetch with timeouts and a byte limit, a
 bounded disk cache, the EXIF orientation, and a pixel limit against
-decompression bombs. Failures raise :class:`ImageError` with a reason.
+decompression bombs. Every download has a total deadline (connect and all reads, not
+per read), and a worker runs a bounded number at once. Local files are read only under
+the configured roots. Failures raise :class:`ImageError` with a reason.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import binascii
 import hashlib
 import io
 import logging
+import stat
+import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -26,6 +31,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlparse, urlunparse
 
 import numpy as np
 import requests
+import urllib3
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from labelstack_backend.errors import ImageError
@@ -242,11 +248,16 @@ class ImageLoader:
         timeout: float,
         cache: DiskCache | None = None,
         gcs_fetch: Callable[[str, float], bytes] | None = None,
+        local_roots: Sequence[Path] = (),
+        max_downloads: int = 16,
     ) -> None:
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes
         self.timeout = timeout
         self.cache = cache
+        self.local_roots = tuple(Path(r).expanduser().resolve() for r in local_roots)
+        self.max_downloads = max_downloads
+        self._downloads = threading.BoundedSemaphore(max_downloads)
         self._gcs_fetch = gcs_fetch or _gcs_fetch
         self._session = requests.Session()
 
@@ -258,22 +269,32 @@ class ImageLoader:
             max_bytes=settings.image_max_bytes,
             timeout=settings.image_timeout,
             cache=DiskCache(settings.image_cache_path, settings.image_cache_bytes),
+            local_roots=settings.local_roots,
+            max_downloads=settings.max_downloads,
         )
 
-    def load(self, value: str, ls: LabelStudioClient | None = None) -> LoadedImage:
+    def load(
+        self, value: str, ls: LabelStudioClient | None = None, deadline: float | None = None
+    ) -> LoadedImage:
+        """Fetch and decode one image. ``deadline`` (``time.monotonic()``) bounds the whole
+        request it belongs to; the download's own is ``LABELSTACK_IMAGE_TIMEOUT`` from now."""
         ref = resolve_ref(value, ls.url if ls else None)
-        data = self.fetch(ref, ls)
+        data = self.fetch(ref, ls, deadline)
         image = decode_image(data, self.max_pixels, what=_short(value))
         return LoadedImage(image=image, identity=ref.identity, digest=hashlib.sha256(data).hexdigest())
 
     def load_many(
-        self, values: Sequence[str], ls: LabelStudioClient | None = None, workers: int = 8
+        self,
+        values: Sequence[str],
+        ls: LabelStudioClient | None = None,
+        workers: int = 8,
+        deadline: float | None = None,
     ) -> list[LoadedImage | ImageError]:
         """Load several images concurrently; a failure is returned in place, not raised."""
 
         def one(value: str) -> LoadedImage | ImageError:
             try:
-                return self.load(value, ls)
+                return self.load(value, ls, deadline)
             except ImageError as exc:
                 log.warning("image %s failed: %s", _short(value), exc.reason)
                 return exc
@@ -288,7 +309,9 @@ class ImageLoader:
         ref = resolve_ref(value, ls.url if ls else None)
         return upright_bytes(self.fetch(ref, ls), self.max_pixels, _short(value))
 
-    def fetch(self, ref: ImageRef, ls: LabelStudioClient | None = None) -> bytes:
+    def fetch(
+        self, ref: ImageRef, ls: LabelStudioClient | None = None, deadline: float | None = None
+    ) -> bytes:
         if ref.kind is SourceKind.LOCAL:
             return self._read_local(ref.location)
         if ref.kind is SourceKind.DATA:
@@ -298,82 +321,106 @@ class ImageLoader:
             if cached is not None:
                 return cached
         started = time.monotonic()
-        if ref.kind is SourceKind.GCS:
-            data = self._fetch_gcs(ref.location)
-        elif ref.kind is SourceKind.LABEL_STUDIO:
-            data = self._fetch_label_studio(ref.location, ls)
-        else:
-            data = self._fetch_http(ref.location)
+        own = started + self.timeout
+        until = own if deadline is None else min(own, deadline)
+        with self._download_slot(ref, until):
+            if ref.kind is SourceKind.GCS:
+                data = self._fetch_gcs(ref.location, until)
+            elif ref.kind is SourceKind.LABEL_STUDIO:
+                data = self._fetch_label_studio(ref.location, ls, until)
+            else:
+                data = self._fetch_http(ref.location, until)
         log.debug("fetched %s (%d bytes) in %.3fs", ref.identity, len(data), time.monotonic() - started)
         if self.cache is not None:
             self.cache.put(ref.identity, data)
         return data
 
     def _read_local(self, path: str) -> bytes:
-        p = Path(path)
+        resolved = confine(path, self.local_roots)
         try:
-            size = p.stat().st_size
-            if size > self.max_bytes:
-                raise ImageError(f"{path} is {size:,} bytes, above the limit of {self.max_bytes:,}")
-            return p.read_bytes()
+            info = resolved.stat()
+            if stat.S_ISDIR(info.st_mode):
+                raise ImageError(f"{path} is a directory, not an image")
+            if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
+                raise ImageError(f"{path} is not a regular file")
+            if info.st_size > self.max_bytes:
+                raise ImageError(f"{path} is {info.st_size:,} bytes, above the limit of {self.max_bytes:,}")
+            return resolved.read_bytes()
         except FileNotFoundError:
             raise ImageError(f"no such file: {path}") from None
-        except IsADirectoryError:
-            raise ImageError(f"{path} is a directory, not an image") from None
         except PermissionError:
             raise ImageError(f"permission denied reading {path}") from None
+        except OSError as exc:
+            raise ImageError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
 
-    def _read_stream(self, resp: requests.Response, what: str) -> bytes:
+    @contextmanager
+    def _download_slot(self, ref: ImageRef, until: float) -> Iterator[None]:
+        """One of the worker's download slots, waited for no later than the deadline."""
+        if not self._downloads.acquire(timeout=max(0.0, until - time.monotonic())):
+            raise ImageError(
+                f"could not fetch {_short(ref.location)}: all {self.max_downloads} download slots of "
+                "this worker stayed busy until the deadline (LABELSTACK_MAX_DOWNLOADS)"
+            )
+        try:
+            yield
+        finally:
+            self._downloads.release()
+
+    def _read_stream(self, resp: requests.Response, what: str, until: float) -> bytes:
+        """The body, read until ``until`` at the latest: each read waits at most the time that is
+        left, so a server that trickles a byte at a time cannot stretch the download."""
         declared = resp.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
             raise ImageError(f"{what} is {int(declared):,} bytes, above the limit of {self.max_bytes:,}")
-        deadline = time.monotonic() + self.timeout * 4
+        raw = resp.raw
         chunks: list[bytes] = []
         total = 0
-        for chunk in resp.iter_content(chunk_size=1 << 16):
+        while True:
+            left = until - time.monotonic()
+            if left <= 0:
+                raise ImageError(f"could not fetch {what}: the download did not finish within its deadline")
+            sock = getattr(getattr(raw, "connection", None), "sock", None)
+            if sock is not None:
+                sock.settimeout(left)
+            chunk = raw.read1(1 << 16, decode_content=True)
+            if not chunk:
+                return b"".join(chunks)
             total += len(chunk)
             if total > self.max_bytes:
                 raise ImageError(f"{what} is larger than the limit of {self.max_bytes:,} bytes")
-            if time.monotonic() > deadline:
-                raise ImageError(f"{what} took longer than {self.timeout * 4:.0f}s to download")
             chunks.append(chunk)
-        return b"".join(chunks)
 
-    def _fetch_http(self, url: str) -> bytes:
+    def _fetch_http(self, url: str, until: float) -> bytes:
         what = _short(url)
-        try:
-            with self._session.get(url, stream=True, timeout=(min(self.timeout, 5.0), self.timeout)) as resp:
-                if resp.status_code != 200:
-                    raise ImageError(f"could not fetch {what}: HTTP {resp.status_code}")
-                return self._read_stream(resp, what)
-        except requests.Timeout:
-            raise ImageError(f"could not fetch {what}: timed out after {self.timeout:.0f}s") from None
-        except requests.RequestException as exc:
-            raise ImageError(f"could not fetch {what}: {type(exc).__name__}") from None
+        with (
+            _transport_errors(what),
+            self._session.get(url, stream=True, timeout=_timeouts(until)) as resp,
+        ):
+            if resp.status_code != 200:
+                raise ImageError(f"could not fetch {what}: HTTP {resp.status_code}")
+            return self._read_stream(resp, what, until)
 
-    def _fetch_label_studio(self, path: str, ls: LabelStudioClient | None) -> bytes:
+    def _fetch_label_studio(self, path: str, ls: LabelStudioClient | None, until: float) -> bytes:
+        what = _short(path)
         if ls is None:
             raise ImageError(
-                f"{_short(path)} is a Label Studio file, but no Label Studio URL and token are configured "
+                f"{what} is a Label Studio file, but no Label Studio URL and token are configured "
                 "(set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY)"
             )
         try:
-            with ls.request(
-                "GET",
-                path,
-                stream=True,
-                timeout=(min(self.timeout, 5.0), self.timeout),
-                what=f"fetch {_short(path)}",
-            ) as resp:
-                return self._read_stream(resp, _short(path))
+            with (
+                _transport_errors(f"{what} from Label Studio"),
+                ls.request("GET", path, stream=True, timeout=_timeouts(until), what=f"fetch {what}") as resp,
+            ):
+                return self._read_stream(resp, what, until)
         except LabelStudioError as exc:
             raise ImageError(
-                f"could not fetch {_short(path)} from Label Studio: {exc.status or 'no answer'} {exc.reason}"
+                f"could not fetch {what} from Label Studio: {exc.status or 'no answer'} {exc.reason}"
             ) from None
 
-    def _fetch_gcs(self, uri: str) -> bytes:
+    def _fetch_gcs(self, uri: str, until: float) -> bytes:
         try:
-            data = self._gcs_fetch(uri, self.timeout)
+            data = self._gcs_fetch(uri, max(0.1, until - time.monotonic()))
         except ImageError:
             raise
         except Exception as exc:
@@ -381,6 +428,49 @@ class ImageLoader:
         if len(data) > self.max_bytes:
             raise ImageError(f"{uri} is {len(data):,} bytes, above the limit of {self.max_bytes:,}")
         return data
+
+
+#: Never served, whatever the roots: reading them leaks the process's environment or blocks.
+FORBIDDEN_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def confine(path: str, roots: Sequence[Path]) -> Path:
+    """``path`` resolved (symlinks and ``..`` followed), if it lies under one of ``roots``.
+    Raises :class:`ImageError` before anything is opened otherwise."""
+    if not roots:
+        raise ImageError(
+            f"{_short(path)} is a local path, and this backend serves no local files "
+            "(set LABELSTACK_LOCAL_ROOTS to the folders it may read)"
+        )
+    try:
+        resolved = (Path.cwd() / path).resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
+        raise ImageError(f"{_short(path)} is not a usable local path") from None
+    if any(resolved.is_relative_to(f) for f in FORBIDDEN_ROOTS) or not any(
+        resolved.is_relative_to(r) for r in roots
+    ):
+        raise ImageError(
+            f"{_short(path)} is outside the folders this backend may read (LABELSTACK_LOCAL_ROOTS)"
+        )
+    return resolved
+
+
+@contextmanager
+def _transport_errors(what: str) -> Iterator[None]:
+    """A failed or overdue transfer as the task's reason (the body is read outside requests'
+    own wrapping, so urllib3's errors arrive too)."""
+    try:
+        yield
+    except (requests.Timeout, urllib3.exceptions.TimeoutError):
+        raise ImageError(f"could not fetch {what}: the download did not finish within its deadline") from None
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+        raise ImageError(f"could not fetch {what}: {type(exc).__name__}") from None
+
+
+def _timeouts(until: float) -> tuple[float, float]:
+    """(connect, read) for requests: neither waits past the deadline."""
+    left = max(0.1, until - time.monotonic())
+    return min(left, 5.0), left
 
 
 def _gcs_fetch(uri: str, timeout: float) -> bytes:

@@ -7,6 +7,7 @@ renders from too; the README documents them.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -91,7 +92,18 @@ class Settings(BaseModel):
     image_timeout: float = Field(15.0, gt=0, validation_alias=Env.IMAGE_TIMEOUT)
     image_cache_dir: Path | None = Field(None, validation_alias=Env.IMAGE_CACHE_DIR)
     image_cache_bytes: int = Field(2 * 1024**3, ge=0, validation_alias=Env.IMAGE_CACHE_BYTES)
-    local_files_root: Path | None = Field(None, validation_alias=Env.LOCAL_FILES_ROOT)
+    # Folders whose files a task may name as a local path or file:// URL (os.pathsep- or
+    # comma-separated); none: local paths are refused. /proc, /sys and /dev never are served.
+    local_roots: tuple[Path, ...] = Field((), validation_alias=Env.LOCAL_ROOTS)
+
+    # Request bounds (docs/operations.md, "Limits"): what one request may ask and how long it may take.
+    max_tasks_per_request: PositiveInt = Field(256, validation_alias=Env.MAX_TASKS_PER_REQUEST)
+    request_timeout: float = Field(90.0, gt=0, validation_alias=Env.REQUEST_TIMEOUT)
+    # Work requests one worker runs at once; more get 503 + Retry-After. 0: THREADS - 2 (at least
+    # 1), so two threads always remain for the probes and /metrics.
+    max_concurrent_requests: int = Field(0, ge=0, validation_alias=Env.MAX_CONCURRENT_REQUESTS)
+    # Image downloads one worker runs at once, over all its requests.
+    max_downloads: PositiveInt = Field(16, validation_alias=Env.MAX_DOWNLOADS)
 
     # Fine-tuning.
     train_every: int = Field(0, ge=0, validation_alias=Env.TRAIN_EVERY)
@@ -130,6 +142,18 @@ class Settings(BaseModel):
             raise ValueError("LABELSTACK_MODEL_STORE must be gs://bucket[/prefix], or empty for MODEL_DIR")
         return v.rstrip("/")
 
+    @field_validator("local_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return tuple(p for p in re.split(rf"[,{re.escape(os.pathsep)}]", v) if p.strip())
+        return v
+
+    @field_validator("local_roots")
+    @classmethod
+    def _resolve_roots(cls, v: tuple[Path, ...]) -> tuple[Path, ...]:
+        return tuple(p.expanduser().resolve() for p in v)
+
     @field_validator("label_studio_url")
     @classmethod
     def _strip_slash(cls, v: str) -> str:
@@ -153,6 +177,10 @@ class Settings(BaseModel):
     @property
     def image_cache_path(self) -> Path:
         return (self.image_cache_dir or self.model_dir_resolved / "cache" / "images").expanduser()
+
+    def concurrent_requests(self, threads: int) -> int:
+        """Work requests a worker with ``threads`` threads admits at once."""
+        return self.max_concurrent_requests or max(1, threads - 2)
 
     @property
     def basic_auth(self) -> tuple[str, str] | None:

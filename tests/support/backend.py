@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
@@ -134,6 +135,8 @@ def run_backend(
         "PORT": str(port),
         "MODEL_DIR": str(workdir / "models"),
         "PYTHONUNBUFFERED": "1",
+        # Tests write their task images under the temporary folder (pytest's tmp_path).
+        "LABELSTACK_LOCAL_ROOTS": tempfile.gettempdir(),
         **env,
     }
     with log_path.open("ab") as log:

@@ -26,6 +26,7 @@ def make_service(tmp_path, **overrides):
         "LABELSTACK_DEMO_MODEL": "1",
         "MODEL_DIR": str(tmp_path / "models"),
         "LABELSTACK_SCORE_THRESHOLD": "0.0",
+        "LABELSTACK_LOCAL_ROOTS": str(tmp_path),
     }
     return build_service(Settings.from_env(env, **overrides))
 

@@ -111,6 +111,7 @@ def loader(tmp_path, **kw):
         "max_bytes": 5_000_000,
         "timeout": 3.0,
         "cache": DiskCache(tmp_path / "c", 10**8),
+        "local_roots": (tmp_path,),
     }
     args.update(kw)
     return ImageLoader(**args)
@@ -221,3 +222,124 @@ def test_a_palette_with_transparency_keeps_its_colours():
     img.putpixel((1, 1), 1)
     rgb = decode_image(_encoded(img, transparency=0), 10**6)
     assert rgb.getpixel((0, 0)) == (200, 10, 20) and rgb.getpixel((1, 1)) == (0, 0, 255)
+
+
+def _png_16_bit_rgb(pixels: np.ndarray) -> bytes:
+    """A 48-bit RGB PNG written by hand: Pillow cannot save one."""
+    height, width, _ = pixels.shape
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\0" + pixels[y].astype(">u2").tobytes() for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def test_16_bit_rgb_is_scaled_per_channel():
+    pixels = np.zeros((2, 3, 3), dtype=np.uint16)
+    pixels[0, 0] = (65535, 0, 257 * 128)
+    pixels[0, 1] = (257 * 10, 257 * 20, 257 * 30)
+    rgb = decode_image(_png_16_bit_rgb(pixels), 10**6)
+    assert rgb.getpixel((0, 0)) == (255, 0, 128) and rgb.getpixel((1, 0)) == (10, 20, 30)
+    assert rgb.getpixel((2, 1)) == (0, 0, 0)
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """An image beside the allowed root, and a symlink to it from inside."""
+    root = tmp_path / "root"
+    root.mkdir()
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(png_bytes(Image.new("RGB", (3, 3))))
+    (root / "link.png").symlink_to(secret)
+    (root / "ok.png").write_bytes(png_bytes(Image.new("RGB", (5, 4))))
+    return root, secret
+
+
+def test_local_files_are_served_only_under_their_roots(tmp_path, outside, monkeypatch):
+    root, secret = outside
+    confined = loader(tmp_path, local_roots=(root,))
+    assert confined.load(str(root / "ok.png")).image.size == (5, 4)
+    assert confined.load(f"file://{root / 'ok.png'}").image.size == (5, 4)
+    opened = []
+    real_read = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda p: opened.append(p) or real_read(p))
+    refused = [
+        str(secret),
+        f"file://{secret}",
+        str(root / ".." / "secret.png"),
+        str(root / "link.png"),  # a symlink out of the root is followed, then refused
+        "/etc/passwd",
+        "file:///etc/passwd",
+    ]
+    for value in refused:
+        with pytest.raises(ImageError, match="outside the folders this backend may read"):
+            confined.load(value)
+    assert opened == [], "nothing outside the roots is opened"
+
+
+@pytest.mark.parametrize("value", ["/proc/self/environ", "file:///proc/self/environ", "/sys/kernel/notes", "/dev/zero"])
+def test_proc_sys_and_dev_are_never_read_even_under_a_root_of_slash(tmp_path, value):
+    with pytest.raises(ImageError, match="outside the folders"):
+        loader(tmp_path, local_roots=(Path("/"),)).load(value)
+
+
+def test_without_roots_local_paths_are_refused_with_the_setting_to_use(tmp_path):
+    (tmp_path / "x.png").write_bytes(png_bytes(Image.new("RGB", (2, 2))))
+    with pytest.raises(ImageError, match="LABELSTACK_LOCAL_ROOTS"):
+        loader(tmp_path, local_roots=()).load(str(tmp_path / "x.png"))
+
+
+def test_a_fifo_under_a_root_is_refused_instead_of_blocking(tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(ImageError, match="not a regular file"):
+        loader(tmp_path).load(str(tmp_path / "pipe.png"))
+
+
+def test_the_roots_setting_splits_and_resolves(tmp_path):
+    from labelstack_backend.settings import Settings
+
+    roots = Settings.from_env({"LABELSTACK_LOCAL_ROOTS": f"{tmp_path}/a/../b,{tmp_path}/c:{tmp_path}/d"}).local_roots
+    assert roots == (tmp_path / "b", tmp_path / "c", tmp_path / "d")
+    assert Settings.from_env({}).local_roots == ()
+
+
+def test_a_download_has_one_deadline_for_all_its_reads(tmp_path):
+    from tests.integration.test_backend_isolation import TrickleServer
+
+    server = TrickleServer(interval=0.1)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ImageError, match="deadline"):
+            loader(tmp_path, timeout=1.5).load(f"http://127.0.0.1:{server.port}/slow.png")
+        assert time.monotonic() - started < 3.0
+    finally:
+        server.close()
+
+
+def test_a_request_deadline_bounds_its_downloads_too(tmp_path):
+    from tests.integration.test_backend_isolation import TrickleServer
+
+    server = TrickleServer(interval=0.1)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ImageError, match="deadline"):
+            loader(tmp_path, timeout=30).load(
+                f"http://127.0.0.1:{server.port}/slow.png", deadline=time.monotonic() + 1.0
+            )
+        assert time.monotonic() - started < 2.5
+    finally:
+        server.close()
+
+
+def test_downloads_wait_for_a_slot_no_later_than_their_deadline(tmp_path, file_server):
+    (file_server.root / "a.png").write_bytes(png_bytes(Image.new("RGB", (4, 4))))
+    one = loader(tmp_path, max_downloads=1)
+    assert one._downloads.acquire(blocking=False)  # another request holds the only slot
+    started = time.monotonic()
+    with pytest.raises(ImageError, match="download slots"):
+        one.load(f"{file_server.url}/a.png", deadline=time.monotonic() + 0.5)
+    assert time.monotonic() - started < 1.5
+    one._downloads.release()
+    assert one.load(f"{file_server.url}/a.png").image.size == (4, 4)

@@ -39,7 +39,12 @@ def regions(tmp_path, image, **env: str) -> list:
     from labelstack_backend.server.app import create_app
     from labelstack_backend.server.wsgi import build_service
 
-    base = {"LABELSTACK_DEMO_MODEL": "1", "MODEL_DIR": str(tmp_path), "LABELSTACK_SCORE_THRESHOLD": "0"}
+    base = {
+        "LABELSTACK_DEMO_MODEL": "1",
+        "MODEL_DIR": str(tmp_path),
+        "LABELSTACK_SCORE_THRESHOLD": "0",
+        "LABELSTACK_LOCAL_ROOTS": str(tmp_path),
+    }
     service = build_service(Settings.from_env({**base, **env}))
     service.start_loading().join(120)
     path = tmp_path / "a.jpg"

@@ -96,7 +96,11 @@ def test_tiling_finds_small_objects_in_a_large_image_and_merges_border_objects(t
         }
         settings = Settings.from_env(env)
         loader = ImageLoader(
-            max_pixels=50_000_000, max_bytes=10**8, timeout=5, cache=DiskCache(tmp_path / "c", 0)
+            max_pixels=50_000_000,
+            max_bytes=10**8,
+            timeout=5,
+            cache=DiskCache(tmp_path / "c", 0),
+            local_roots=(tmp_path,),
         )
         pred = SegmentationPredictor(settings, ModelRegistry(tmp_path / "models"), loader)
         pred.load()

@@ -4,6 +4,7 @@ holds the model and its versions)."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -148,28 +149,35 @@ class SegmentationPredictor:
                 values.append(None)
                 failures[i] = exc.reason
         wanted = [(i, v) for i, v in enumerate(values) if v is not None]
-        loaded = self.loader.load_many([v for _, v in wanted], call.ls)
-        images: list[tuple[int, LoadedImage]] = []
-        for (i, _), item in zip(wanted, loaded, strict=True):
-            if isinstance(item, ImageError):
-                failures[i] = item.reason
-            else:
-                images.append((i, item))
         thresholds = [c.score_threshold for c in controls if c.score_threshold is not None]
         conf = min([self.settings.score_threshold, *thresholds])
-        found = self._detect(model, [img for _, img in images], conf)
+        # One batch of images at a time, fetched, decoded, predicted and released: a worker's
+        # memory grows with the batch size, not with the number of tasks in the request.
+        deadline = time.monotonic() + self.settings.request_timeout
+        step = self.settings.batch_for(model.device)
         by_task: dict[int, dict[str, Any]] = {}
-        for (i, img), dets in zip(images, found, strict=True):
-            regions = detections_to_regions(
-                dets,
-                label_map,
-                width=img.width,
-                height=img.height,
-                threshold=self.settings.score_threshold,
-                tolerance=self.settings.polygon_tolerance,
-                id_seed=f"{model.version}:{call.tasks[i].get('id', i)}",
-            )
-            by_task[i] = prediction(regions, model.version)
+        for start in range(0, len(wanted), step):
+            chunk = wanted[start : start + step]
+            loaded = self.loader.load_many([v for _, v in chunk], call.ls, deadline=deadline)
+            images: list[tuple[int, LoadedImage]] = []
+            for (i, _), item in zip(chunk, loaded, strict=True):
+                if isinstance(item, ImageError):
+                    failures[i] = item.reason
+                else:
+                    images.append((i, item))
+            found = self._detect(model, [img for _, img in images], conf)
+            for (i, img), dets in zip(images, found, strict=True):
+                regions = detections_to_regions(
+                    dets,
+                    label_map,
+                    width=img.width,
+                    height=img.height,
+                    threshold=self.settings.score_threshold,
+                    tolerance=self.settings.polygon_tolerance,
+                    id_seed=f"{model.version}:{call.tasks[i].get('id', i)}",
+                )
+                by_task[i] = prediction(regions, model.version)
+            del images, loaded
         out: list[dict[str, Any]] = []
         for i, task in enumerate(call.tasks):
             if i in by_task:

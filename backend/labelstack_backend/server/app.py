@@ -19,10 +19,13 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from labelstack_backend import metrics
-from labelstack_backend.errors import BackendError, BadRequest
+from labelstack_backend.errors import BackendError, BadRequest, Busy
 from labelstack_backend.protocol import PredictRequest, SetupRequest, WebhookEvent
+from labelstack_backend.server.admission import WorkGate
 from labelstack_backend.server.scrape import StateCollector
 from labelstack_backend.server.service import BackendService
+from labelstack_backend.server.workers import worker_threads
+from labelstack_common.contract import Env
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +70,8 @@ def status_line(status: int, reason: str, limit: int = 200) -> str:
     return f"{status} {phrase or 'Error'}"
 
 
-def create_app(service: BackendService) -> Flask:
-    app = Flask("labelstack_backend")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    auth = service.settings.basic_auth
-    collector = StateCollector(service.model_versions, service.jobs, service.shared_cache_stats)
+def _install_hooks(app: Flask, auth: tuple[str, str] | None, gate: WorkGate) -> None:
+    """Auth, admission, metrics and the error handlers: what every route shares."""
 
     @app.before_request
     def _before() -> Response | None:
@@ -85,6 +84,14 @@ def create_app(service: BackendService) -> Flask:
             resp.status_code = 401
             resp.headers["WWW-Authenticate"] = 'Basic realm="labelstack"'
             return resp
+        if g.get("inflight"):
+            if not gate.try_enter():
+                raise Busy(
+                    f"all {gate.slots} request slots of this worker are busy "
+                    f"({Env.MAX_CONCURRENT_REQUESTS}); retry in {gate.retry_after}s",
+                    gate.retry_after,
+                )
+            g.admitted = True
         return None
 
     @app.after_request
@@ -98,6 +105,8 @@ def create_app(service: BackendService) -> Flask:
     def _teardown(_exc: BaseException | None) -> None:
         if g.pop("inflight", False):
             metrics.INFLIGHT.dec()
+        if g.pop("admitted", False):
+            gate.leave()
 
     @app.errorhandler(BackendError)
     def _backend_error(exc: BackendError) -> Response:
@@ -111,6 +120,8 @@ def create_app(service: BackendService) -> Flask:
         )
         resp = jsonify({"error": exc.reason})
         resp.status = status_line(exc.status, exc.reason)
+        if isinstance(exc, Busy):
+            resp.headers["Retry-After"] = str(exc.retry_after)
         return resp
 
     @app.errorhandler(HTTPException)
@@ -121,6 +132,16 @@ def create_app(service: BackendService) -> Flask:
     def _unexpected(exc: Exception) -> tuple[Response, int]:
         log.exception("%s %s failed", request.method, request.path)
         return jsonify({"error": f"internal error ({type(exc).__name__}); see the backend log"}), 500
+
+
+def create_app(service: BackendService, threads: int | None = None) -> Flask:
+    """The app for one worker with ``threads`` threads (default: gunicorn's, from ``THREADS``)."""
+    app = Flask("labelstack_backend")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    collector = StateCollector(service.model_versions, service.jobs, service.shared_cache_stats)
+    gate = WorkGate(service.settings.concurrent_requests(threads or worker_threads()))
+    _install_hooks(app, service.settings.basic_auth, gate)
 
     @app.get("/")
     @app.get("/health")

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from labelstack_backend.server.workers import STATE_DIR_ENV, WorkerBoard
+from labelstack_backend.server.workers import STATE_DIR_ENV, WorkerBoard, worker_threads
 from labelstack_common import contract
 from labelstack_common.contract import Env
 
@@ -19,7 +19,7 @@ bind = f"{os.environ.get(Env.HOST, '0.0.0.0')}:{os.environ.get(Env.PORT, str(con
 workers = int(os.environ.get(Env.WORKERS, "1"))
 # Threads let /health and /metrics answer while a long /predict runs.
 worker_class = "gthread"
-threads = int(os.environ.get(Env.THREADS, "8"))
+threads = worker_threads()
 # Label Studio waits up to 100 s for /predict; a batch on CPU can take a while.
 timeout = int(os.environ.get(Env.GUNICORN_TIMEOUT, "300"))
 graceful_timeout = int(os.environ.get(Env.GUNICORN_GRACEFUL_TIMEOUT, "30"))

@@ -2,8 +2,9 @@
 
 One :class:`BackendService` per process. It loads the model in the background
 (so ``/health`` answers at once and tells the truth while loading), remembers
-what ``/setup`` said about each project, and routes predictions, webhooks and
-version queries to the predictor and the training manager.
+what ``/setup`` said about each project (in a store every worker shares:
+:mod:`.projects`), and routes predictions, webhooks and version queries to the
+predictor and the training manager.
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from labelstack_backend import metrics
 from labelstack_backend.coordination.link import OFF, LinkStatus, RedisLink, RedisUnavailable
-from labelstack_backend.errors import BadRequest, ModelLoadError, NotReady, UnknownProject
+from labelstack_backend.errors import (
+    BadRequest,
+    ModelLoadError,
+    NotReady,
+    TooManyTasks,
+    UnknownProject,
+)
 from labelstack_backend.labelconfig import LabelConfig, parse_label_config
 from labelstack_backend.predictors.base import PredictCall, Predictor
 from labelstack_backend.protocol import (
@@ -29,10 +35,12 @@ from labelstack_backend.protocol import (
     WebhookEvent,
     project_id,
 )
+from labelstack_backend.server.projects import MemoryProjectStore, ProjectInfo, ProjectStore
 from labelstack_backend.server.workers import WorkerBoard
 from labelstack_backend.settings import Settings
 from labelstack_backend.training.manager import TrainingManager
 from labelstack_backend.training.state import JobState
+from labelstack_common.contract import Env
 from labelstack_common.labelstudio import LabelStudioClient
 
 log = logging.getLogger(__name__)
@@ -44,13 +52,6 @@ class ModelState(enum.StrEnum):
     FAILED = "FAILED"
 
 
-@dataclass
-class ProjectInfo:
-    config: LabelConfig
-    hostname: str = ""
-    access_token: str = ""
-
-
 class BackendService:
     def __init__(
         self,
@@ -59,6 +60,7 @@ class BackendService:
         trainer: TrainingManager | None = None,
         link: RedisLink | None = None,
         board: WorkerBoard | None = None,
+        projects: ProjectStore | None = None,
     ) -> None:
         self.settings = settings
         self.predictor = predictor
@@ -68,7 +70,8 @@ class BackendService:
         self.state = ModelState.LOADING
         self.reason = ""
         self.started_at = time.time()
-        self._projects: dict[str, ProjectInfo] = {}
+        # Shared by the workers (and, with Redis, the replicas): /setup lands on one of them only.
+        self.projects: ProjectStore = projects if projects is not None else MemoryProjectStore()
         self._clients: dict[tuple[str, str], LabelStudioClient] = {}
         self._lock = threading.Lock()
         self._ready = threading.Event()
@@ -156,8 +159,7 @@ class BackendService:
         config = parse_label_config(req.label_config)
         self.predictor.check_config(config)
         if req.project:
-            with self._lock:
-                self._projects[req.project] = ProjectInfo(config, req.hostname, req.access_token)
+            self.projects.put(req.project, ProjectInfo(req.label_config, req.hostname, req.access_token))
         return {"model_version": self.predictor.model_version(req.project)}
 
     def validate(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,6 +170,13 @@ class BackendService:
         return {"status": "ok"}
 
     def predict(self, req: PredictRequest) -> dict[str, Any]:
+        limit = self.settings.max_tasks_per_request
+        if len(req.tasks) > limit:
+            raise TooManyTasks(
+                f"{len(req.tasks)} tasks in one request, above the limit of {limit} "
+                f"({Env.MAX_TASKS_PER_REQUEST}); send batches of at most {limit} (in Label Studio, "
+                "select fewer tasks for 'Retrieve Predictions'), or raise the limit"
+            )
         self._require_ready()
         config = self._config(req)
         call = PredictCall(
@@ -186,7 +195,7 @@ class BackendService:
     def _config(self, req: PredictRequest) -> LabelConfig:
         if req.label_config:
             return parse_label_config(req.label_config)
-        info = self._projects.get(req.project or "")
+        info = self._project(req.project)
         if info is None:
             raise BadRequest(
                 "no 'label_config' in the request, and the project was never set up (POST /setup)"
@@ -242,7 +251,7 @@ class BackendService:
         """Label Studio access: the backend's own settings first, else what /setup sent."""
         url, token = self.settings.label_studio_url, self.settings.label_studio_api_key
         if not (url and token):
-            info = self._projects.get(project or "")
+            info = self._project(project)
             if info is None or not (info.hostname and info.access_token):
                 return None
             url, token = info.hostname, info.access_token
@@ -258,7 +267,7 @@ class BackendService:
     def _training_access(self, project: str) -> tuple[str, str] | None:
         if self.settings.label_studio_url and self.settings.label_studio_api_key:
             return None  # the job reads the same settings
-        info = self._projects.get(project)
+        info = self._project(project)
         if info is None or not (info.hostname and info.access_token):
             raise UnknownProject(
                 f"project {project} was never set up with this backend (POST /setup), and "
@@ -266,9 +275,12 @@ class BackendService:
             )
         return info.hostname, info.access_token
 
+    def _project(self, project: str | None) -> ProjectInfo | None:
+        return self.projects.get(project) if project else None
+
     def known_projects(self) -> Iterable[str]:
-        """Projects set up in this process, plus those with trained versions."""
-        return sorted(set(self._projects) | set(self.predictor.trained_projects()))
+        """Projects set up with any worker (any replica, with Redis), plus those with trained versions."""
+        return sorted(set(self.projects.projects()) | set(self.predictor.trained_projects()))
 
     def model_versions(self) -> dict[str, str]:
         out = {"default": self.predictor.model_version(None)}

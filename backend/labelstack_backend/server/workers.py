@@ -18,6 +18,15 @@ from pathlib import Path
 from labelstack_common.contract import Env
 
 STATE_DIR_ENV = Env.WORKER_STATE_DIR
+DEFAULT_THREADS = 8
+
+
+def worker_threads(environ: dict[str, str] | None = None) -> int:
+    """The threads of each gunicorn worker (``THREADS``), as gunicorn_conf configures them."""
+    env = os.environ if environ is None else environ
+    return int(env.get(Env.THREADS) or DEFAULT_THREADS)
+
+
 EXPECTED_FILE = "workers"
 READY_SUFFIX = ".ready"
 

@@ -21,6 +21,7 @@ from labelstack_backend.logsetup import configure_logging
 from labelstack_backend.predictors.base import Predictor
 from labelstack_backend.registry import open_registry
 from labelstack_backend.server.app import create_app
+from labelstack_backend.server.projects import project_store
 from labelstack_backend.server.service import BackendService
 from labelstack_backend.server.workers import WorkerBoard
 from labelstack_backend.settings import Settings, SettingsError
@@ -60,7 +61,9 @@ def build_service(settings: Settings) -> BackendService:
         )
     if link is not None:
         link.start_monitor()
-    return BackendService(settings, predictor, trainer, link, WorkerBoard.from_env())
+    # What /setup says must reach every worker (and replica): it lands on one of them only.
+    projects = project_store(link)
+    return BackendService(settings, predictor, trainer, link, WorkerBoard.from_env(), projects)
 
 
 def create_app_from_env() -> Flask:

@@ -20,12 +20,19 @@ def tiny_net() -> Any:
 
 
 @pytest.fixture
-def make_predictor(tiny_net: Any) -> Callable[..., tuple[SamPredictor, CountingModel]]:
+def make_predictor(
+    tiny_net: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., tuple[SamPredictor, CountingModel]]:
     def make(
         net: Any = None, *, cache_bytes: int = 64 << 20, linger: float = 0.0, **env: str
     ) -> tuple[SamPredictor, CountingModel]:
         settings = sam_settings(LABELSTACK_SAM_CACHE_BYTES=str(cache_bytes), **env)
-        loader = ImageLoader(max_pixels=10_000_000, max_bytes=10 << 20, timeout=5.0)
+        loader = ImageLoader(
+            max_pixels=10_000_000,
+            max_bytes=10 << 20,
+            timeout=5.0,
+            local_roots=(tmp_path_factory.getbasetemp(),),
+        )
         predictor = SamPredictor(settings, loader)
         model = CountingModel(
             tiny_net if net is None else net, linger=linger, version=predictor.weights.version

@@ -58,8 +58,11 @@ def resolve_project(ls: LabelStudioClient, project: str) -> int:
 
 def settings() -> Settings:
     """The backend's settings from the environment. A command run by hand caches fetched images
-    in the user's cache folder, not under ./models of wherever it was run, unless told where."""
+    in the user's cache folder, not under ./models of wherever it was run, unless told where,
+    and reads local files wherever its user can (a server confines them; /proc, /sys and /dev
+    stay refused)."""
     env = dict(os.environ)
+    env.setdefault(Env.LOCAL_ROOTS, "/")
     if not env.get(Env.MODEL_DIR) and not env.get(Env.IMAGE_CACHE_DIR):
         cache_home = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         env[Env.IMAGE_CACHE_DIR] = str(cache_home / "labelstack" / "images")

@@ -197,6 +197,8 @@ def backend_spec(
         Env.MODEL_DIR: str(layout.models(kind)),
         Env.LABEL_STUDIO_URL: label_studio_url,
         Env.LABEL_STUDIO_API_KEY: token,
+        # Tasks may name the stack's own files folder by path, nothing else on the laptop.
+        Env.LOCAL_ROOTS: str(layout.files),
         Env.PROMETHEUS_MULTIPROC_DIR: str(layout.run / f"metrics-{kind}"),
         # Nothing downloads at run time: weights come from paths, or the demo's random ones.
         Env.YOLO_OFFLINE: "1",

@@ -1,0 +1,107 @@
+"""Slow images against the real gunicorn server: deadlines hold, and the probes never starve."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.support.backend import run_backend
+
+pytestmark = pytest.mark.integration
+
+CONFIG = (
+    '<View><Image name="image" value="$image"/><PolygonLabels name="p" toName="image">'
+    '<Label value="person"/></PolygonLabels></View>'
+)
+
+
+class TrickleServer:
+    """Answers 200 with a large Content-Length, then sends one byte every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 1000000\r\n\r\n")
+                while not self.stopped.wait(self.interval):
+                    conn.sendall(b"\x89")
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.sock.close()
+
+
+@pytest.fixture
+def tricklers() -> Iterator[list[TrickleServer]]:
+    servers = [TrickleServer() for _ in range(16)]
+    yield servers
+    for s in servers:
+        s.close()
+
+
+def test_sixteen_trickling_images_neither_outlive_the_deadline_nor_starve_the_probes(tmp_path, tricklers):
+    env = {
+        "LABELSTACK_DEMO_MODEL": "1",
+        "WORKERS": "2",
+        "THREADS": "8",
+        "LABELSTACK_IMAGE_TIMEOUT": "4",
+    }
+    with run_backend(tmp_path, env) as backend:
+
+        def predict(server: TrickleServer) -> tuple[int, float, requests.Response]:
+            task = {"id": server.port, "data": {"image": f"http://127.0.0.1:{server.port}/slow.png"}}
+            started = time.monotonic()
+            resp = requests.post(
+                f"{backend.url}/predict", json={"tasks": [task], "label_config": CONFIG}, timeout=120
+            )
+            return resp.status_code, time.monotonic() - started, resp
+
+        probes: list[float] = []
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            futures = [pool.submit(predict, s) for s in tricklers]
+            time.sleep(0.3)  # every request is in by now
+            until = time.monotonic() + 5
+            while time.monotonic() < until:
+                started = time.monotonic()
+                assert requests.get(f"{backend.url}/health", timeout=10).status_code == 200
+                probes.append(time.monotonic() - started)
+                time.sleep(0.05)
+            answers = [f.result() for f in futures]
+
+        assert len(probes) > 30
+        assert max(probes) < 0.1, f"slowest /health: {max(probes) * 1000:.0f} ms"
+        served = [(t, r) for status, t, r in answers if status == 200]
+        refused = [r for status, _, r in answers if status == 503]
+        assert len(served) + len(refused) == 16
+        # 2 workers x (8 threads - 2 kept for the probes): at most 12 run, the rest are told to retry.
+        assert 4 <= len(refused) and len(served) <= 12
+        for resp in refused:
+            assert resp.headers["Retry-After"].isdigit() and "request slots" in resp.json()["error"]
+        for took, resp in served:
+            (result,) = resp.json()["results"]
+            assert "deadline" in result["error"], result
+            assert took < 4 + 3, f"a trickled download held /predict for {took:.1f}s"
+        assert backend.alive() and "Traceback" not in backend.log()
