@@ -287,3 +287,51 @@ def test_missing_weights_fail_at_start_with_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("YOLO_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="LABELSTACK_DEMO_MODEL"):
         build_service(Settings.from_env({"MODEL_DIR": str(tmp_path)}))
+
+
+def test_a_request_above_the_task_limit_is_a_413_that_names_the_limit(served):
+    service, client, _, images = served
+    task = {"data": {"image": str(images / "wide.jpg")}}
+    limit = service.settings.max_tasks_per_request
+    assert limit == 256, "the documented default"
+    resp = client.post("/predict", json={"tasks": [task] * (limit + 1), "label_config": CONFIG})
+    assert resp.status_code == 413
+    reason = resp.json["error"]
+    assert (
+        f"{limit + 1} tasks" in reason
+        and str(limit) in reason
+        and "LABELSTACK_MAX_TASKS_PER_REQUEST" in reason
+    )
+    ok = client.post("/predict", json={"tasks": [task] * 2, "label_config": CONFIG})
+    assert ok.status_code == 200 and len(ok.json["results"]) == 2
+
+
+def test_a_request_is_decoded_and_released_one_batch_at_a_time(tmp_path, monkeypatch):
+    """Memory follows the batch size, not the task count: no more than one batch of decoded
+    images is alive at once, whatever the request's length."""
+    import gc
+    import weakref
+
+    service = make_service(tmp_path, batch_size=3)
+    service.start_loading().join(120)
+    Image.effect_noise((96, 64), 60).convert("RGB").save(tmp_path / "a.jpg")
+    loader = service.predictor.loader
+    real = loader.load_many
+    alive: list[weakref.ref] = []
+    peaks: list[int] = []
+
+    def counting(values, *args, **kwargs):
+        gc.collect()
+        peaks.append(sum(1 for ref in alive if ref() is not None))
+        loaded = real(values, *args, **kwargs)
+        alive.extend(weakref.ref(item.image) for item in loaded)
+        return loaded
+
+    monkeypatch.setattr(loader, "load_many", counting)
+    client = create_app(service).test_client()
+    task = {"data": {"image": str(tmp_path / "a.jpg")}}
+    resp = client.post("/predict", json={"tasks": [task] * 10, "label_config": CONFIG})
+    assert resp.status_code == 200 and len(resp.json["results"]) == 10
+    assert all("result" in r for r in resp.json["results"])
+    assert len(peaks) == 4, "10 tasks in batches of 3"
+    assert max(peaks) == 0, f"decoded images of earlier batches still alive: {peaks}"

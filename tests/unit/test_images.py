@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import struct
 import time
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +16,7 @@ from labelstack_backend.errors import ImageError
 from labelstack_backend.imagecache import DiskCache
 from labelstack_backend.images import ImageLoader, SourceKind, decode_image, resolve_ref, strip_signature
 from labelstack_tools.localstack.ports import free_port
+from tests.support.trickle import TrickleServer
 
 LS = "http://ls.example:8080"
 
@@ -306,8 +311,6 @@ def test_the_roots_setting_splits_and_resolves(tmp_path):
 
 
 def test_a_download_has_one_deadline_for_all_its_reads(tmp_path):
-    from tests.integration.test_backend_isolation import TrickleServer
-
     server = TrickleServer(interval=0.1)
     try:
         started = time.monotonic()
@@ -319,8 +322,6 @@ def test_a_download_has_one_deadline_for_all_its_reads(tmp_path):
 
 
 def test_a_request_deadline_bounds_its_downloads_too(tmp_path):
-    from tests.integration.test_backend_isolation import TrickleServer
-
     server = TrickleServer(interval=0.1)
     try:
         started = time.monotonic()

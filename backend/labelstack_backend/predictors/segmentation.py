@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
@@ -20,6 +21,7 @@ from labelstack_backend.labelconfig import (
     POLYGON,
     RECTANGLE,
     LabelConfig,
+    Target,
     build_label_map,
     require_controls,
     task_image_value,
@@ -34,6 +36,17 @@ from labelstack_backend.yolo.versions import SegmentationModels, VersionFollower
 from labelstack_common.labelstudio import LabelStudioClient
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """What every batch of one /predict shares."""
+
+    call: PredictCall
+    model: SegmentationModel
+    label_map: dict[int, Target]
+    conf: float
+    deadline: float
 
 
 class SegmentationPredictor:
@@ -128,6 +141,33 @@ class SegmentationPredictor:
             for s, img in zip(seen, images, strict=True)
         ]
 
+    def _predict_batch(
+        self, batch: _Batch, chunk: Sequence[tuple[int, str]], failures: dict[int, str]
+    ) -> dict[int, dict[str, Any]]:
+        """Fetch, decode and predict one batch of a request's images. Its images are this
+        frame's alone, so they are released when it returns."""
+        loaded = self.loader.load_many([v for _, v in chunk], batch.call.ls, deadline=batch.deadline)
+        images: list[tuple[int, LoadedImage]] = []
+        for (i, _), item in zip(chunk, loaded, strict=True):
+            if isinstance(item, ImageError):
+                failures[i] = item.reason
+            else:
+                images.append((i, item))
+        found = self._detect(batch.model, [img for _, img in images], batch.conf)
+        out: dict[int, dict[str, Any]] = {}
+        for (i, img), dets in zip(images, found, strict=True):
+            regions = detections_to_regions(
+                dets,
+                batch.label_map,
+                width=img.width,
+                height=img.height,
+                threshold=self.settings.score_threshold,
+                tolerance=self.settings.polygon_tolerance,
+                id_seed=f"{batch.model.version}:{batch.call.tasks[i].get('id', i)}",
+            )
+            out[i] = prediction(regions, batch.model.version)
+        return out
+
     def predict(self, call: PredictCall) -> list[dict[str, Any]]:
         controls = require_controls(call.config, self.control_types, "segmentation")
         model = self.models.model_for(call.project)
@@ -157,27 +197,8 @@ class SegmentationPredictor:
         step = self.settings.batch_for(model.device)
         by_task: dict[int, dict[str, Any]] = {}
         for start in range(0, len(wanted), step):
-            chunk = wanted[start : start + step]
-            loaded = self.loader.load_many([v for _, v in chunk], call.ls, deadline=deadline)
-            images: list[tuple[int, LoadedImage]] = []
-            for (i, _), item in zip(chunk, loaded, strict=True):
-                if isinstance(item, ImageError):
-                    failures[i] = item.reason
-                else:
-                    images.append((i, item))
-            found = self._detect(model, [img for _, img in images], conf)
-            for (i, img), dets in zip(images, found, strict=True):
-                regions = detections_to_regions(
-                    dets,
-                    label_map,
-                    width=img.width,
-                    height=img.height,
-                    threshold=self.settings.score_threshold,
-                    tolerance=self.settings.polygon_tolerance,
-                    id_seed=f"{model.version}:{call.tasks[i].get('id', i)}",
-                )
-                by_task[i] = prediction(regions, model.version)
-            del images, loaded
+            batch = _Batch(call, model, label_map, conf, deadline)
+            by_task.update(self._predict_batch(batch, wanted[start : start + step], failures))
         out: list[dict[str, Any]] = []
         for i, task in enumerate(call.tasks):
             if i in by_task:
