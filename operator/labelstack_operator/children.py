@@ -7,6 +7,12 @@ operator changed), or when a field the operator sets no longer holds its value
 (edited by hand). Fields the API server or other controllers add are ignored.
 So a resync of an unchanged stack reads, compares and writes nothing.
 
+Nothing is adopted: before a child is applied, it must be missing or controlled
+by this stack (its controller owner reference names the stack's uid). An object
+of someone else's under a child's name is left untouched and reported as a
+:class:`Conflict`. The one exception is retained data: a PVC that a deleted
+stack of the same name left behind (no owner, this stack's labels) is its own.
+
 Children that are no longer rendered (a backend removed from the spec) are
 deleted when this stack owns them; data the retention policy keeps (PVCs
 without an owner reference) is never deleted here. A child the API server
@@ -38,7 +44,7 @@ from labelstack_operator.kube import (
     kind_of,
 )
 from labelstack_operator.quantities import quantity
-from labelstack_operator.render import Manifest, Stack
+from labelstack_operator.render import Manifest, Stack, is_data
 
 # The kinds build_children renders, listed once per reconcile to see what exists.
 CHILD_KINDS: tuple[Kind, ...] = (PVC, SERVICE, DEPLOYMENT, HPA, PDB, NETWORK_POLICY, INGRESS)
@@ -99,9 +105,42 @@ def drift(desired: Manifest, live: Manifest | None) -> str | None:
     return None if holds(body, live) else "edited"
 
 
-def owned_by(obj: Manifest, uid: str) -> bool:
+def controller_of(obj: Manifest) -> Manifest | None:
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return any(ref.get("uid") == uid for ref in refs)
+    return next((ref for ref in refs if ref.get("controller")), None)
+
+
+def is_ours(obj: Manifest, stack: Stack) -> bool:
+    """Controlled by this stack, or data it retained (no owner, this stack's labels)."""
+    controller = controller_of(obj)
+    if controller is not None:
+        return controller.get("uid") == stack.uid
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return (
+        is_data(obj)
+        and labels.get(c.LABEL_INSTANCE) == stack.name
+        and labels.get(c.LABEL_MANAGED_BY) == c.FIELD_MANAGER
+    )
+
+
+def owner_description(obj: Manifest) -> str:
+    controller = controller_of(obj)
+    if controller is not None:
+        return f"{controller.get('kind')} {controller.get('name')} (uid {controller.get('uid')})"
+    manager = ((obj.get("metadata") or {}).get("labels") or {}).get(c.LABEL_MANAGED_BY)
+    return f"no controller, managed by {manager}" if manager else "no controller"
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """An object under a child's name that this stack does not control: left untouched."""
+
+    key: Key
+    owner: str
+
+    def __str__(self) -> str:
+        kind, name = self.key
+        return f"{kind} {name} exists and belongs to {self.owner}"
 
 
 @dataclass
@@ -112,6 +151,7 @@ class SyncResult:
     updated: list[Key] = field(default_factory=list)
     restored: list[Key] = field(default_factory=list)
     pruned: list[Key] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
 
     @property
     def writes(self) -> int:
@@ -149,7 +189,16 @@ def sync_children(kube: Kube, stack: Stack, desired: Sequence[Manifest], *, seen
     refused: list[tuple[Key, KubeError]] = []
     for obj in wanted:
         key = key_of(obj)
-        why = drift(obj, result.live.get(key))
+        live = result.live.get(key)
+        if live is None:
+            # Not labelled as ours, but the name may be taken: look before creating (only here, so
+            # a no-op resync reads nothing more).
+            live = kube.get(kind_of(obj), stack.namespace, key[1])
+        if live is not None and not is_ours(live, stack):
+            result.live.pop(key, None)
+            result.conflicts.append(Conflict(key, owner_description(live)))
+            continue
+        why = drift(obj, live)
         if why is None:
             continue
         try:
@@ -168,7 +217,7 @@ def sync_children(kube: Kube, stack: Stack, desired: Sequence[Manifest], *, seen
             result.created.append(key)
     wanted_keys = {key_of(obj) for obj in wanted}
     for key, obj in list(result.live.items()):
-        if key not in wanted_keys and owned_by(obj, stack.uid):
+        if key not in wanted_keys and (controller_of(obj) or {}).get("uid") == stack.uid:
             kube.delete(kind_of(obj), stack.namespace, key[1])
             del result.live[key]
             result.pruned.append(key)

@@ -23,6 +23,8 @@ PRUNED = "Pruned"
 SECRET_GENERATED = "SecretGenerated"  # noqa: S105 (an event reason, not a secret)
 INVALID_SPEC = "InvalidSpec"
 APPLY_FAILED = "ApplyFailed"
+CHILD_CONFLICT = "ChildConflict"
+NAME_COLLISION = "NameCollision"
 WIRED = "Wired"
 WIRING_FAILED = "WiringFailed"
 

@@ -14,6 +14,7 @@ import kopf
 
 from labelstack_operator import constants as c
 from labelstack_operator import reconcile as reconciler
+from labelstack_operator.collisions import Claim, claim_of
 from labelstack_operator.config import OperatorConfig, resync_seconds_from_env
 from labelstack_operator.kube import Kube
 from labelstack_operator.login import login
@@ -55,16 +56,29 @@ def authenticate(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo:
     return login(context.config if context is not None else OperatorConfig.from_env(), **kwargs)
 
 
+@kopf.index(c.GROUP, c.VERSION, c.PLURAL)
+def stack_claims(body: kopf.Body, **_: Any) -> dict[str, Claim]:
+    """The child names of every stack, by namespace: kopf keeps it current from its watch."""
+    claim = claim_of(body)
+    return {body["metadata"]["namespace"]: claim} if claim is not None else {}
+
+
+def _neighbours(body: kopf.Body, kwargs: dict[str, Any]) -> list[Claim]:
+    # kopf passes each index by its function's name (kopf's handler types do not list it).
+    index: kopf.Index[str, Claim] = kwargs["stack_claims"]
+    return list(index.get(body["metadata"]["namespace"], []))
+
+
 @kopf.on.resume(c.GROUP, c.VERSION, c.PLURAL, id="reconcile")
 @kopf.on.create(c.GROUP, c.VERSION, c.PLURAL, id="reconcile")
 @kopf.on.update(c.GROUP, c.VERSION, c.PLURAL, id="reconcile")
-def on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    reconciler.reconcile(_context(memo), body)
+def on_change(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    reconciler.reconcile(_context(memo), body, _neighbours(body, kwargs))
 
 
 @kopf.timer(c.GROUP, c.VERSION, c.PLURAL, id="resync", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    reconciler.reconcile(_context(memo), body)
+def resync(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    reconciler.reconcile(_context(memo), body, _neighbours(body, kwargs))
 
 
 @kopf.on.delete(c.GROUP, c.VERSION, c.PLURAL, optional=True)

@@ -1,8 +1,10 @@
 """One reconcile pass over one LabelingStack; the kopf handlers only call :func:`reconcile`.
 
-1. Validate the spec (the edge: a bad spec becomes ``Ready=False/InvalidSpec``).
+1. Validate the spec (the edge: a bad spec becomes ``Ready=False/InvalidSpec``), and refuse
+   child names an older stack of the namespace renders too (``NameCollision``).
 2. Read, or generate once, the admin Secret and the Redis password Secret.
-3. Apply the rendered children that drifted; prune the ones no longer rendered.
+3. Apply the rendered children that drifted; prune the ones no longer rendered. An object
+   this stack does not control is never touched (``ChildConflict``).
 4. Observe readiness from the Deployments.
 5. Wire Label Studio when it answers (projects, backends, storages).
 6. Write ``status`` and post Events, only when something changed.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +29,7 @@ from labelstack_common import wiring
 from labelstack_common.labelstudio import LabelStudioClient, LabelStudioError, RetryPolicy
 from labelstack_common.wiring import WiringResult, plan_hash
 from labelstack_operator import admin as admin_secret
-from labelstack_operator import children, events
+from labelstack_operator import children, collisions, events
 from labelstack_operator.config import OperatorConfig
 from labelstack_operator.events import StackRef
 from labelstack_operator.kube import STACK, Kube, KubeError
@@ -217,16 +219,28 @@ def _blocked(ctx: Context, ref: StackRef, body: Mapping[str, Any], check: Check,
         log.warning("%s/%s: %s: %s", ref.namespace, ref.name, check.reason, check.message)
 
 
-def reconcile(ctx: Context, body: Mapping[str, Any]) -> None:
+def reconcile(ctx: Context, body: Mapping[str, Any], neighbours: Iterable[collisions.Claim] = ()) -> None:
+    """One pass; ``neighbours``: the claims of the namespace's other stacks (kopf's index)."""
     meta = body.get("metadata") or {}
     if meta.get("deletionTimestamp"):
         return  # going away: the garbage collector takes the children; writing status would race kopf
     ref = StackRef(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
     with _lock_for(ref.uid):
-        _reconcile(ctx, ref, body)
+        _reconcile(ctx, ref, body, neighbours)
 
 
-def _reconcile(ctx: Context, ref: StackRef, body: Mapping[str, Any]) -> None:
+def _conflicts(ctx: Context, ref: StackRef, body: Mapping[str, Any], sync: children.SyncResult) -> bool:
+    """Say so when objects under child names belong to someone else; True when there were any."""
+    if not sync.conflicts:
+        return False
+    message = "; ".join(map(str, sync.conflicts)) + ": left untouched (delete or rename them)"
+    _blocked(ctx, ref, body, Check("False", "ChildConflict", message), events.CHILD_CONFLICT)
+    return True
+
+
+def _reconcile(
+    ctx: Context, ref: StackRef, body: Mapping[str, Any], neighbours: Iterable[collisions.Claim]
+) -> None:
     meta = body.get("metadata") or {}
     generation = meta.get("generation")
     stored = body.get("status")
@@ -238,19 +252,28 @@ def _reconcile(ctx: Context, ref: StackRef, body: Mapping[str, Any]) -> None:
         _blocked(ctx, ref, body, Check("False", "InvalidSpec", str(err)), events.INVALID_SPEC)
         return
     stack = Stack(name=ref.name, namespace=ref.namespace, uid=ref.uid, spec=spec)
+    desired = build_children(stack)
+    clash = collisions.collisions(
+        collisions.claim(stack, str(meta.get("creationTimestamp") or ""), desired), neighbours
+    )
+    if clash:
+        check = Check("False", "NameCollision", collisions.describe(clash))
+        _blocked(ctx, ref, body, check, events.NAME_COLLISION)
+        return
     try:
         admin = admin_secret.ensure_admin(ctx.kube, stack)
         generated = [stack.admin_secret_name] if admin.generated else []
         if admin_secret.ensure_redis_password(ctx.kube, stack):
             generated.append(stack.redis_secret_name)
         seen_before = generation is not None and previous.observed_generation == generation
-        sync = children.sync_children(ctx.kube, stack, build_children(stack), seen_before=seen_before)
+        sync = children.sync_children(ctx.kube, stack, desired, seen_before=seen_before)
     except admin_secret.SecretInvalid as err:
         _blocked(ctx, ref, body, Check("False", err.reason, str(err)), events.APPLY_FAILED)
         return
     except children.RefusedChildren as err:
         _post_sync_events(ctx.kube, ref, err.result)
-        _blocked(ctx, ref, body, Check("False", "ApplyFailed", str(err)), events.APPLY_FAILED)
+        if not _conflicts(ctx, ref, body, err.result):
+            _blocked(ctx, ref, body, Check("False", "ApplyFailed", str(err)), events.APPLY_FAILED)
         return  # the rest is applied; the refused objects wait for a spec change or the next resync
     except KubeError as err:
         _blocked(ctx, ref, body, Check("False", "ApplyFailed", str(err)), events.APPLY_FAILED)
@@ -260,6 +283,8 @@ def _reconcile(ctx: Context, ref: StackRef, body: Mapping[str, Any]) -> None:
     for name in generated:
         events.post(ctx.kube, ref, events.NORMAL, events.SECRET_GENERATED, f"generated Secret {name}")
     _post_sync_events(ctx.kube, ref, sync)
+    if _conflicts(ctx, ref, body, sync):
+        return
 
     ls_check = observe_label_studio(stack, sync.live)
     backends_check, ready_backends, summary = observe_backends(stack, sync.live)

@@ -64,9 +64,9 @@ class PassCounter:
         self.lock = threading.Lock()
         self.real = reconcile.reconcile
 
-    def __call__(self, ctx: reconcile.Context, body: Any) -> None:
+    def __call__(self, ctx: reconcile.Context, body: Any, *args: Any) -> None:
         try:
-            self.real(ctx, body)
+            self.real(ctx, body, *args)
         finally:
             namespace = body["metadata"]["namespace"]
             with self.lock:

@@ -172,3 +172,93 @@ def test_a_redis_secret_without_a_password_is_a_clear_condition(server, ctx):
 )
 def test_deployment_readiness_counts_what_the_live_object_wants(deployment, counts):
     assert deployment_readiness(deployment) == counts
+
+
+def test_a_foreign_service_under_a_childs_name_is_left_untouched_and_reported(server, ctx):
+    ns = Namespace(server, "foreign-service")
+    # Another app's Service, controlled by its Deployment (which must exist, or kmock collects it).
+    billing = server.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "billing", "namespace": ns.name},
+        },
+        "deployments",
+    )
+    uid = billing["metadata"]["uid"]
+    foreign = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "garments-label-studio",
+            "namespace": ns.name,
+            "labels": {"app": "billing"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": "billing",
+                    "uid": uid,
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"selector": {"app": "billing"}, "ports": [{"port": 80}]},
+    }
+    server.create(foreign, "services")
+    before = ns.get("v1", "services", "garments-label-studio")
+    ns.create_stack(stacks.MINIMAL)
+    reconcile.reconcile(ctx, ns.stack())
+
+    assert ns.get("v1", "services", "garments-label-studio") == before  # not a field changed
+    ready = ns.condition("Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ChildConflict")
+    assert (
+        f"Service garments-label-studio exists and belongs to Deployment billing (uid {uid})"
+        in ready["message"]
+    )
+    events = [e for e in server.list("v1", "events", ns.name) if e["reason"] == "ChildConflict"]
+    assert len(events) == 1 and events[0]["type"] == "Warning"
+    # The other children are there; the conflict holds back only the object in the way.
+    assert {"billing", "garments-label-studio"} <= ns.names("apps/v1", "deployments")
+
+    mark = len(server.requests())
+    reconcile.reconcile(ctx, ns.stack())
+    assert ns.writes_since(mark) == []  # said once, never retried as a write
+
+    # Once the foreign Service is gone, the stack takes the name.
+    server.delete("v1", "services", ns.name, "garments-label-studio")
+    reconcile.reconcile(ctx, ns.stack())
+    service = ns.get("v1", "services", "garments-label-studio")
+    assert service["metadata"]["ownerReferences"][0]["uid"] == ns.stack()["metadata"]["uid"]
+    assert ns.condition("Ready")["reason"] != "ChildConflict"
+
+
+def test_an_object_without_an_owner_is_not_adopted_but_retained_data_is(server, ctx):
+    ns = Namespace(server, "no-owner")
+    bare = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "garments-redis", "namespace": ns.name},
+    }
+    server.create(bare, "deployments")
+    # A PVC a deleted stack of the same name kept (whenDeleted: Retain): no owner, the stack's labels.
+    retained = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": "garments-label-studio-data",
+            "namespace": ns.name,
+            "labels": {c.LABEL_INSTANCE: "garments", c.LABEL_MANAGED_BY: c.FIELD_MANAGER},
+        },
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
+    }
+    server.create(retained, "persistentvolumeclaims")
+    ns.create_stack(stacks.MINIMAL)
+    reconcile.reconcile(ctx, ns.stack())
+    assert "ownerReferences" not in ns.get("apps/v1", "deployments", "garments-redis")["metadata"]
+    message = ns.condition("Ready")["message"]
+    assert "Deployment garments-redis exists and belongs to no controller" in message
+    assert "PersistentVolumeClaim" not in message
+    claim = ns.get("v1", "persistentvolumeclaims", "garments-label-studio-data")
+    assert claim["metadata"]["annotations"][c.CONFIG_HASH_ANNOTATION]  # applied: it is the stack's own
