@@ -1,0 +1,81 @@
+"""Segmentation post-processing against golden files: the same model output gives the
+same regions, byte for byte, as the post-processing it replaced (issue 21; the files and
+how they were made: ``tests/unit/golden/make_seg_golden.py``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from labelstack_backend.labelconfig import build_label_map, parse_label_config
+from labelstack_backend.regions import detections_to_regions
+from tests.unit.golden.make_seg_golden import CASES, INPUTS, REGIONS
+
+NAMES = {0: "a", 1: "b", 2: "c"}
+CONFIGS = {
+    kind: parse_label_config(
+        f'<View><Image name="img" value="$image"/><{kind} name="out" toName="img">'
+        + "".join(f'<Label value="{v}"/>' for v in NAMES.values())
+        + f"</{kind}></View>"
+    )
+    for kind in ("PolygonLabels", "BrushLabels", "RectangleLabels")
+}
+
+
+def detections(arrays: dict[str, np.ndarray], k: int) -> list[Any]:
+    """The model-output -> detections step under test, for case ``k``."""
+    from ultralytics.engine.results import Results
+    from ultralytics.utils import ops
+
+    from labelstack_backend.yolo.model import _detections
+
+    ih, iw, oh, ow = (int(v) for v in arrays[f"shape{k}"])
+    proto = torch.from_numpy(arrays[f"proto{k}"])
+    pred = torch.from_numpy(arrays[f"pred{k}"].copy())
+    masks = ops.process_mask(proto, pred[:, 6:], pred[:, :4], (ih, iw), upsample=True)
+    pred[:, :4] = ops.scale_boxes((ih, iw), pred[:, :4], (oh, ow))
+    keep = masks.amax((-2, -1)) > 0
+    result = Results(
+        np.zeros((oh, ow, 3), np.uint8), path="", names=NAMES, boxes=pred[keep, :6], masks=masks[keep]
+    )
+    return _detections(result)
+
+
+def regions_of(arrays: dict[str, np.ndarray], k: int, config: str) -> list[dict[str, Any]]:
+    """Case ``k``'s regions, each brush RLE as the sha256 of its bytes (as strict, and smaller)."""
+    oh, ow = (int(v) for v in arrays[f"shape{k}"][2:])
+    label_map = build_label_map(CONFIGS[config].controls, NAMES)
+    regions = detections_to_regions(
+        detections(arrays, k), label_map, width=ow, height=oh, threshold=0.0, tolerance=1.0, id_seed=f"g{k}"
+    )
+    for region in regions:
+        if "rle" in region["value"]:
+            region["value"]["rle"] = hashlib.sha256(bytes(region["value"]["rle"])).hexdigest()
+    return regions
+
+
+@pytest.fixture(scope="module")
+def golden() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    with np.load(INPUTS) as data:
+        arrays = {k: data[k].astype(np.float32) if k.startswith("proto") else data[k] for k in data.files}
+    return arrays, json.loads(REGIONS.read_text())
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("k", range(len(CASES)))
+def test_regions_equal_the_golden_files(golden, config, k):
+    arrays, expected = golden
+    assert regions_of(arrays, k, config) == expected[config][k]
+
+
+def test_the_golden_files_cover_every_region_form(golden):
+    _, expected = golden
+    for config, forms in (("PolygonLabels", "points"), ("BrushLabels", "rle"), ("RectangleLabels", "width")):
+        per_case = [len(r) for r in expected[config]]
+        assert all(per_case) and sum(per_case) >= 50, (config, per_case)
+        assert all(forms in region["value"] for case in expected[config] for region in case)
