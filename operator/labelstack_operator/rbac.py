@@ -3,10 +3,14 @@
 Least privilege, derived from what the code calls (kube.py) and what kopf does:
 
 * LabelingStacks: kopf lists and watches them and patches its annotations and
-  finalizer (it never GETs one); the operator patches ``status``.
+  finalizer (it never GETs one); the operator patches ``status``. Every child's owner
+  reference sets ``blockOwnerDeletion``, which clusters that enforce owner-reference
+  permissions (OpenShift, ``OwnerReferencesPermissionEnforcement``) allow only with
+  ``update`` on ``labelingstacks/finalizers``.
 * Children (Deployments, Services, PVCs, Ingresses, NetworkPolicies,
   HorizontalPodAutoscalers, PodDisruptionBudgets): listed by label to see what
-  exists, created or patched by server-side apply (an apply that creates needs
+  exists, read by name before one is created (is the name someone else's?),
+  created or patched by server-side apply (an apply that creates needs
   ``create``), deleted when pruned.
 * Secrets: read (admin, GCS credentials) and created (the generated admin and
   Redis password); never listed, patched or deleted.
@@ -14,7 +18,10 @@ Least privilege, derived from what the code calls (kube.py) and what kopf does:
 
 Namespaced verbs only, no wildcards, no cluster-scoped kinds: kopf's namespace
 and CRD scans are disabled (handlers.configure), so a Role per watched
-namespace suffices; a ClusterRole with the same rules serves --all-namespaces.
+namespace suffices (the chart's default). Cluster-wide, a ClusterRole carries
+every rule but the Secrets one, which stays in a Role per namespace that holds
+stacks (:func:`secret_rules`), so that the operator cannot read Secrets in
+namespaces it has no business in.
 
 ``python -m labelstack_operator.rbac`` prints the rules as YAML.
 """
@@ -33,7 +40,7 @@ from labelstack_operator.kube import EVENT, SECRET, STACK, Kind
 
 Rule = dict[str, list[str]]
 
-CHILD_VERBS = ("create", "delete", "list", "patch")
+CHILD_VERBS = ("create", "delete", "get", "list", "patch")
 
 
 def _rule(kinds: Iterable[Kind], verbs: Iterable[str], subresource: str | None = None) -> Rule:
@@ -46,15 +53,22 @@ def _rule(kinds: Iterable[Kind], verbs: Iterable[str], subresource: str | None =
     }
 
 
-def operator_rules() -> list[Rule]:
+def secret_rules() -> list[Rule]:
+    """Read the admin, Redis and referenced Secrets; create the generated ones."""
+    return [_rule([SECRET], ("get", "create"))]
+
+
+def operator_rules(*, secrets: bool = True) -> list[Rule]:
+    """Every rule; without ``secrets``, the ones a cluster-wide ClusterRole carries."""
     by_group: dict[str, list[Kind]] = {}
     for kind in CHILD_KINDS:
         by_group.setdefault(kind.group, []).append(kind)
     return [
         _rule([STACK], ("list", "watch", "patch")),
         _rule([STACK], ("patch",), subresource="status"),
+        _rule([STACK], ("update",), subresource="finalizers"),
         *(_rule(kinds, CHILD_VERBS) for _, kinds in sorted(by_group.items())),
-        _rule([SECRET], ("get", "create")),
+        *(secret_rules() if secrets else []),
         _rule([EVENT], ("create",)),
     ]
 

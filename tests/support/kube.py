@@ -464,3 +464,50 @@ class WriteRecord:
 
 def describe(requests_: Iterator[rendering.Request] | list[rendering.Request]) -> list[WriteRecord]:
     return [WriteRecord.of(r) for r in requests_]
+
+
+# What RBAC asks of each request, as the API server's authorizer sees it.
+Permission = tuple[str, str, str]  # (API group, resource[/subresource], verb)
+_VERBS = {"POST": "create", "PATCH": "patch", "PUT": "update"}
+
+
+def _owner_finalizers(request: rendering.Request) -> set[Permission]:
+    """OwnerReferencesPermissionEnforcement (OpenShift, and clusters that turn it on): an owner
+    reference with blockOwnerDeletion needs ``update`` on the owner's ``finalizers``."""
+    body = request.data if isinstance(request.data, dict) else {}
+    refs = (body.get("metadata") or {}).get("ownerReferences") or []
+    out: set[Permission] = set()
+    for ref in refs:
+        if ref.get("blockOwnerDeletion"):
+            kind = next(k for k in KINDS.values() if k.kind == ref["kind"])
+            out.add((kind.group, f"{kind.plural}/finalizers", "update"))
+    return out
+
+
+def permissions(requests_: Iterator[rendering.Request] | list[rendering.Request]) -> set[Permission]:
+    """The (group, resource, verb) triples a Role must grant for these requests to pass."""
+    out: set[Permission] = set()
+    for r in requests_:
+        if r.resource is None or not r.resource.plural:
+            continue  # discovery (/api, /apis/<group>/<version>): every authenticated user may
+        method = r.method.value
+        if method == "GET":
+            verb = "get" if r.name else ("watch" if r.params.get("watch") in ("true", "1") else "list")
+        elif method == "DELETE":
+            verb = "delete" if r.name else "deletecollection"
+        else:
+            verb = _VERBS[method]
+            out |= _owner_finalizers(r)
+        resource = r.resource.plural + (f"/{r.subresource}" if r.subresource else "")
+        out.add((r.resource.group or "", resource, verb))
+    return out
+
+
+def granted(rules: list[dict[str, Any]], permission: Permission) -> bool:
+    group, resource, verb = permission
+    return any(
+        group in rule.get("apiGroups", [])
+        and resource in rule.get("resources", [])
+        and verb in rule.get("verbs", [])
+        for rule in rules
+    )

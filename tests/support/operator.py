@@ -81,13 +81,17 @@ PASSES = PassCounter()
 
 
 @contextmanager
-def running_operator(kube: KubeServer, wiring: FakeWiring) -> Iterator[KopfRunner]:
-    """``kopf run`` of labelstack_operator.handlers, all namespaces, against the emulator."""
+def running_operator(
+    kube: KubeServer, wiring: FakeWiring, namespaces: Sequence[str] = ()
+) -> Iterator[KopfRunner]:
+    """``kopf run`` of labelstack_operator.handlers against the emulator: in ``namespaces``, as the
+    chart runs it by default, or in all of them."""
+    watch = [f"--namespace={ns}" for ns in namespaces] or ["--all-namespaces"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LABELSTACK_KUBE_SERVER", kube.url)
         mp.setattr("labelstack_common.wiring.wire", wiring)
         mp.setattr("labelstack_operator.reconcile.reconcile", PASSES)
-        args = ["run", "--standalone", "--all-namespaces", "-m", "labelstack_operator.handlers"]
+        args = ["run", "--standalone", *watch, "-m", "labelstack_operator.handlers"]
         with KopfRunner(args, timeout=30) as runner:
             yield runner
     assert runner.exception is None, runner.output[-5000:]

@@ -69,6 +69,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* Cluster-wide, the namespaces where the operator may read and create Secrets: the list, else the
+  release's and the inline stack's. */}}
+{{- define "labelstack.secretNamespaces" -}}
+{{- if .Values.rbac.secretNamespaces }}
+{{- join "," (uniq .Values.rbac.secretNamespaces) }}
+{{- else }}
+{{- join "," (uniq (list .Release.Namespace (default .Release.Namespace .Values.stack.namespace))) }}
+{{- end }}
+{{- end }}
+
 {{/* The inline stack's name, checked here because the operator names children <stack>-<part>. */}}
 {{- define "labelstack.stackName" -}}
 {{- $name := default .Release.Name .Values.stack.name }}

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from labelstack_operator.crd import build_crd
-from labelstack_operator.rbac import operator_rules
+from labelstack_operator.rbac import operator_rules, secret_rules
 from scripts import helm
 from scripts.render_manifests import CHART
 from tests.support.shipping import by_kind, one, render_notes, validate
@@ -59,19 +59,23 @@ def test_every_rendered_object_validates(values):
         validate(obj)
 
 
-def test_defaults_render_the_operator_cluster_wide_and_no_stack():
+def test_defaults_watch_the_release_namespace_with_a_role_and_nothing_cluster_wide():
     objs = helm.template()
-    assert sorted(by_kind(objs)) == [
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "Deployment",
-        "ServiceAccount",
-    ]
-    binding = one(objs, "ClusterRoleBinding")
+    assert sorted(by_kind(objs)) == ["Deployment", "Role", "RoleBinding", "ServiceAccount"]
+    role, binding = one(objs, "Role"), one(objs, "RoleBinding")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "labelstack"
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "labelstack-operator", "namespace": "labelstack"}
     ]
-    assert binding["roleRef"]["name"] == one(objs, "ClusterRole")["metadata"]["name"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "labelstack-operator",
+    }
+    assert operator_pod(objs)["spec"]["containers"][0]["args"] == [
+        "--log-level=INFO",
+        "--namespace=labelstack",
+    ]
 
 
 def test_helm_installs_the_generated_crd_first():
@@ -82,7 +86,26 @@ def test_helm_installs_the_generated_crd_first():
 
 
 def test_rbac_is_exactly_what_the_operator_needs():
-    assert normalised(one(helm.template(), "ClusterRole")["rules"]) == normalised(operator_rules())
+    assert normalised(one(helm.template(), "Role")["rules"]) == normalised(operator_rules())
+
+
+def test_cluster_wide_reads_secrets_only_where_roles_allow_it():
+    objs = helm.template(
+        [{"watch": {"scope": "cluster"}, "stack": {"enabled": True, "namespace": "labelling"}}]
+    )
+    kinds = by_kind(objs)
+    assert normalised(one(objs, "ClusterRole")["rules"]) == normalised(operator_rules(secrets=False))
+    assert sorted(r["metadata"]["namespace"] for r in kinds["Role"]) == ["labelling", "labelstack"]
+    for role in kinds["Role"]:
+        assert normalised(role["rules"]) == normalised(secret_rules())
+    assert operator_pod(objs)["spec"]["containers"][0]["args"] == ["--log-level=INFO", "--all-namespaces"]
+
+    listed = helm.template([{"watch": {"scope": "cluster"}, "rbac": {"secretNamespaces": ["team-a"]}}])
+    assert [r["metadata"]["namespace"] for r in by_kind(listed)["Role"]] == ["team-a"]
+
+    broad = helm.template([{"watch": {"scope": "cluster"}, "rbac": {"clusterWideSecrets": True}}])
+    assert "Role" not in by_kind(broad)
+    assert normalised(one(broad, "ClusterRole")["rules"]) == normalised(operator_rules())
 
 
 def test_namespaced_watch_has_a_role_per_namespace_and_no_cluster_access():
@@ -126,7 +149,7 @@ def test_operator_pod_is_non_root_probed_and_sized():
     assert env["LABELSTACK_LIVENESS"] == "http://0.0.0.0:8080/healthz"
     assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
-    assert container["args"] == ["--log-level=INFO", "--all-namespaces"]
+    assert container["args"] == ["--log-level=INFO", "--namespace=labelstack"]
     assert container["image"] == f"labelstack/operator:{APP_VERSION}"
     assert pod["serviceAccountName"] == "labelstack-operator"
 
@@ -270,4 +293,5 @@ def test_notes_tell_how_to_reach_label_studio_and_see_the_conditions():
     assert "https://runway.labels.example.com/" in notes and "port-forward" not in notes
 
     notes = render_notes()
-    assert "kubectl apply -n <namespace> -f" in notes and "every namespace" in notes
+    assert "kubectl apply -n <namespace> -f" in notes and "watches LabelingStacks in labelstack." in notes
+    assert "every namespace" in render_notes([{"watch": {"scope": "cluster"}}])

@@ -136,7 +136,7 @@ def test_an_example_with_a_cross_field_error_is_refused_by_the_model():
 def test_operator_manifest_is_valid_and_free_of_helm():
     docs = list(yaml.safe_load_all(gen.OPERATOR_MANIFEST.read_text()))
     kinds = by_kind(docs)
-    assert sorted(kinds) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Namespace", "ServiceAccount"]
+    assert sorted(kinds) == ["Deployment", "Namespace", "Role", "RoleBinding", "ServiceAccount"]
     assert docs[0]["kind"] == "Namespace", "the namespace must exist before what lives in it"
     for doc in docs:
         validate(doc)
