@@ -5,7 +5,7 @@ VENV := .venvs/backend
 BIN := $(VENV)/bin
 export LABELSTACK_LS_VENV := $(CURDIR)/.venvs/label-studio
 
-.PHONY: up down test lint typecheck pytest bootstrap manifests
+.PHONY: up down status test lint typecheck pytest bootstrap manifests
 
 bootstrap:
 	scripts/bootstrap.sh backend label-studio
@@ -13,8 +13,12 @@ bootstrap:
 up: bootstrap
 	$(BIN)/labelstack up $(ARGS)
 
+# The same as ./labelstack down and ./labelstack status, which the README and the banner show.
 down:
-	$(BIN)/labelstack down
+	./labelstack down
+
+status:
+	./labelstack status
 
 lint: bootstrap
 	$(BIN)/ruff check .

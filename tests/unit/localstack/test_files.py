@@ -1,4 +1,5 @@
-"""The admin's credentials and the state file: private, reused, and checked when read."""
+"""The admin's credentials, the state file and the logs: private, reused, checked when read, and
+where the README says."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 
 from labelstack_tools.localstack import credentials, state
 from labelstack_tools.localstack.files import private_dir
+from labelstack_tools.localstack.plan import Layout
+from labelstack_tools.localstack.up import prepare_data
 
 
 def mode(path) -> int:
@@ -62,3 +65,17 @@ def test_a_state_file_of_another_shape_is_refused(tmp_path, body):
     state.path_in(tmp_path).write_text(json.dumps(body))
     with pytest.raises(state.StateError):
         state.read(tmp_path)
+
+
+class Lines:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def line(self, text: str) -> None:
+        self.lines.append(text)
+
+
+def test_label_studios_log_is_with_the_other_logs(tmp_path):
+    layout = Layout(private_dir(tmp_path / "stack"))
+    ls = prepare_data(layout, 8080, tmp_path / "bin" / "label-studio", Lines())  # type: ignore[arg-type]
+    assert ls.log_path == layout.logs / "label-studio.log"

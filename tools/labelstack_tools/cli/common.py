@@ -14,6 +14,10 @@ from labelstack_common.errors import LabelStackError
 from labelstack_common.labelstudio import LabelStudioClient
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
+# What a command answers (``status``) goes to stdout, so that it pipes into grep.
+answer = Console(highlight=False, soft_wrap=True)
+# How the README and the banners write a command: the repository root's wrapper.
+COMMAND = "./labelstack"
 
 
 class CommandError(LabelStackError):

@@ -8,7 +8,7 @@ from labelstack_tools.cli.common import console
 from labelstack_tools.cli.stackopts import add_data_dir, data_dir, read_state
 from labelstack_tools.localstack import procs, state
 
-HELP = "stop the local stack that `labelstack up` runs from a data dir; the data stays"
+HELP = "stop the local stack that `./labelstack up` runs from a data dir; the data stays"
 # `up` stops its processes itself when told to; give it the time gunicorn and Label Studio take.
 UP_STOP_TIMEOUT_S = 60
 

@@ -1,10 +1,11 @@
-"""``labelstack status``: what the local stack runs, where, and whether each process is alive."""
+"""``labelstack status``: what the local stack runs, where, and whether each process is alive; on
+stdout, so that ``./labelstack status | grep`` works."""
 
 from __future__ import annotations
 
 import argparse
 
-from labelstack_tools.cli.common import console
+from labelstack_tools.cli.common import answer
 from labelstack_tools.cli.stackopts import add_data_dir, data_dir, read_state
 from labelstack_tools.localstack import credentials, procs
 
@@ -21,17 +22,17 @@ def run(args: argparse.Namespace) -> int:
     root = data_dir(args)
     current = read_state(root)
     if current is None or not procs.alive(current.supervisor):
-        console.print(f"the local stack is not running from {root}")
+        answer.print(f"the local stack is not running from {root}")
         return 1
-    console.print(f"the local stack is {current.status} (labelstack up: pid {current.supervisor.pid})")
+    answer.print(f"the local stack is {current.status} (labelstack up: pid {current.supervisor.pid})")
     for rec in current.processes:
         mark = "[green]up[/]  " if procs.alive(rec) else "[red]down[/]"
-        console.print(f"  {mark} {rec.name:<13} pid {rec.pid:<7} {rec.url}")
+        answer.print(f"  {mark} {rec.name:<13} pid {rec.pid:<7} {rec.url}")
     if current.project_id is not None:
-        console.print(f"  open {current.label_studio_url}/projects/{current.project_id}/data")
+        answer.print(f"  open {current.label_studio_url}/projects/{current.project_id}/data")
     try:
         creds, _ = credentials.load_or_create(root)
-        console.print(f"  login {creds.username} / {creds.password}")
+        answer.print(f"  login {creds.username} / {creds.password}")
     except credentials.CredentialsError:
         pass
     return 0

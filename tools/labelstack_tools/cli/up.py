@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from labelstack_common.contract import SAM_MODEL_TYPES, Env
-from labelstack_tools.cli.common import console
+from labelstack_tools.cli.common import COMMAND, console
 from labelstack_tools.cli.stackopts import add_data_dir, data_dir
 from labelstack_tools.localstack import credentials
 from labelstack_tools.localstack.plan import Ports, StackOptions
@@ -28,8 +28,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "up",
         help=HELP,
         description=HELP + ". Without weights the backends run random demo weights (and say so). "
-        "Runs in the foreground: Ctrl-C stops everything it started and keeps the data; a second "
-        "`up` reuses the data, the admin and the token, and wires nothing twice.",
+        "Runs in the foreground: Ctrl-C (or `./labelstack down`) stops everything it started and "
+        "keeps the data; a second `up` reuses the data, the admin and the token, and wires nothing twice.",
     )
     add_data_dir(p)
     d = Ports()
@@ -104,7 +104,8 @@ def print_ready(ready: Ready) -> None:
         "click a garment for a SAM mask; submit a few tasks, then Settings → Model → Start Training"
     )
     console.print(
-        f"  logs in {opts.data_dir / 'logs'}; Ctrl-C or `labelstack down` stops everything, keeping the data"
+        f"  logs in {opts.data_dir / 'logs'}; `{COMMAND} status` shows what runs; Ctrl-C or "
+        f"`{COMMAND} down` stops everything, keeping the data"
     )
 
 

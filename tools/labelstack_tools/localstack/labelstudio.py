@@ -54,14 +54,15 @@ class LabelStudioProcess:
     local_files_root: Path | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    log_file: Path | None = None  # default: label-studio.log in its data dir
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_file or self.data_dir / "label-studio.log"
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / "label-studio.log"
 
     def env(self) -> dict[str, str]:
         env = {
@@ -98,6 +99,7 @@ class LabelStudioProcess:
                 f"port {self.port} is already in use; stop what runs there or pick another port"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         logfile = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [

@@ -137,7 +137,7 @@ def check_not_running(root: Path, out: Reporter) -> None:
         raise StackError(
             f"a stack is already running from {root} (pid {previous.supervisor.pid}, "
             f"{previous.label_studio_url or 'starting'}); stop it with Ctrl-C there or "
-            f"`labelstack down --data-dir {root}`, or pass another --data-dir"
+            f"`./labelstack down --data-dir {root}`, or pass another --data-dir"
         )
     left = procs.stop(previous.processes)
     if left:
@@ -203,6 +203,7 @@ def prepare_data(layout: Layout, port: int, binary: Path, out: Reporter) -> Labe
         binary=binary,
         host=HOST,
         local_files_root=layout.files,
+        log_file=layout.logs / "label-studio.log",  # beside the backends' logs, where the README says
     )
 
 
