@@ -5,9 +5,11 @@ of ``python -m labelstack_operator.crd``, and a test fails when they drift.
 
 pydantic's JSON Schema is turned into a *structural* OpenAPI v3 schema, which
 the API server requires: ``$ref`` inlined, ``anyOf [X, null]`` collapsed to an
-optional X, no ``title``/``additionalProperties: false``, and every default
-(also those from ``default_factory``) written out without nulls, so the API
-server stores the same defaults that :func:`spec.parse_spec` would apply.
+optional X, no ``title``/``additionalProperties: false``, and the defaults that
+are the user's intent written out without nulls. Defaults that follow the
+operator (images, resources: ``defaults.RESOLVED``) are left out, and an
+object's default is ``{}`` (the API server then fills its properties' own
+defaults), so no operator default is ever stored in a stack.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
 from labelstack_operator import constants as c
+from labelstack_operator.defaults import RESOLVED
 from labelstack_operator.spec import LabelingStackSpec
 from labelstack_operator.status import LabelingStackStatus
 
@@ -70,24 +73,36 @@ def _collapse_nullable(node: Schema) -> Schema:
     return {**non_null[0], **rest}
 
 
-def structural(node: Any, defs: dict[str, Schema]) -> Any:
-    """Convert one pydantic JSON Schema node (recursively) to a structural schema node."""
+# The spec reference shows the operator's defaults under this key (never in the CRD).
+OPERATOR_DEFAULT = "x-operator-default"
+
+
+def structural(node: Any, defs: dict[str, Schema], *, documented: bool = False) -> Any:
+    """Convert one pydantic JSON Schema node (recursively) to a structural schema node;
+    ``documented`` keeps the operator's defaults, under OPERATOR_DEFAULT, for the docs."""
     if isinstance(node, list):
-        return [structural(item, defs) for item in node]
+        return [structural(item, defs, documented=documented) for item in node]
     if not isinstance(node, dict):
         return node
     node = _collapse_nullable(_resolve(node, defs))
     node = _resolve(node, defs)  # the non-null branch may itself be a $ref
     out: Schema = {}
+    resolved = node.get(RESOLVED, False)
     for key, value in node.items():
-        if key in _DROP or (key == "additionalProperties" and value is False):
+        if key in _DROP or key == RESOLVED or (key == "additionalProperties" and value is False):
+            continue
+        if key == "default" and resolved:
+            # The operator's default, resolved at reconcile (defaults.py).
+            if documented:
+                out[OPERATOR_DEFAULT] = value
             continue
         if key == "properties":
-            out[key] = {name: structural(prop, defs) for name, prop in value.items()}
+            out[key] = {name: structural(prop, defs, documented=documented) for name, prop in value.items()}
         elif key in ("items", "additionalProperties", "anyOf", "allOf", "oneOf"):
-            out[key] = structural(value, defs)
+            out[key] = structural(value, defs, documented=documented)
         elif key == "default":
-            out[key] = _without_nulls(value)
+            # An object's properties carry their own defaults; the object's would store them all.
+            out[key] = {} if isinstance(value, dict) and "properties" in node else _without_nulls(value)
         else:
             out[key] = value
     if "const" in out:
@@ -99,9 +114,9 @@ def structural(node: Any, defs: dict[str, Schema]) -> Any:
     return out
 
 
-def model_schema(model: type[Any]) -> Schema:
+def model_schema(model: type[Any], *, documented: bool = False) -> Schema:
     raw = model.model_json_schema(by_alias=True, mode="validation", schema_generator=_WithFactoryDefaults)
-    return structural(raw, raw.get("$defs", {}))  # type: ignore[no-any-return]
+    return structural(raw, raw.get("$defs", {}), documented=documented)  # type: ignore[no-any-return]
 
 
 def build_crd() -> dict[str, Any]:
@@ -188,6 +203,8 @@ def _type(node: Schema) -> str:
 
 
 def _default(node: Schema) -> str:
+    if OPERATOR_DEFAULT in node and node.get("type") != "object":
+        return f"the operator's (`{json.dumps(node[OPERATOR_DEFAULT])}`)"
     if "default" not in node or node.get("type") in ("object", "array"):
         return ""
     return f"`{json.dumps(node['default'])}`"
@@ -213,7 +230,7 @@ def spec_reference() -> str:
             elif prop.get("type") == "array" and prop.get("items", {}).get("type") == "object":
                 walk(prop["items"], f"{path}[].")
 
-    walk(model_schema(LabelingStackSpec), "spec.")
+    walk(model_schema(LabelingStackSpec, documented=True), "spec.")
     return "\n".join(rows) + "\n"
 
 

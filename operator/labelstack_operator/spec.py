@@ -13,7 +13,7 @@ when it is absent.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -29,11 +29,9 @@ from pydantic.alias_generators import to_camel
 
 from labelstack_common.contract import PredictorKind, SamModelType
 from labelstack_common.errors import LabelStackError
+from labelstack_operator import defaults
 from labelstack_operator.quantities import QUANTITY, quantity
 
-DEFAULT_BACKEND_IMAGE = "labelstack/backend:0.1.0"
-DEFAULT_LABEL_STUDIO_IMAGE = "heartexlabs/label-studio:1.23.2"
-DEFAULT_REDIS_IMAGE = "redis:7-alpine"
 DEFAULT_ADMIN_USERNAME = "admin@labelstack.local"
 
 # Children are named "<stack>-<part>"; Services must be DNS-1035 labels of at most 63 characters.
@@ -92,8 +90,13 @@ class ResourceRequirements(_Model):
     limits: dict[str, Quantity] = Field(default_factory=dict)
 
 
-def _resources(requests: dict[str, str], limits: dict[str, str]) -> Any:
-    return Field(default_factory=lambda: ResourceRequirements(requests=requests, limits=limits))
+def _resolved(value: Callable[[], Any]) -> Any:
+    """A default the operator resolves at every parse (defaults.py), left out of the CRD."""
+    return Field(default_factory=value, json_schema_extra={defaults.RESOLVED: True})
+
+
+def _resources(value: Callable[[], Mapping[str, Mapping[str, str]]]) -> Any:
+    return _resolved(lambda: ResourceRequirements.model_validate(value()))
 
 
 class Toleration(_Model):
@@ -166,12 +169,12 @@ class AdminSecret(_Model):
 class LabelStudio(_Model):
     """The Label Studio UI and API server."""
 
-    image: str = DEFAULT_LABEL_STUDIO_IMAGE
-    """Label Studio image (1.23 is the version LabelStack is tested with)."""
+    image: str = _resolved(lambda: defaults.LABEL_STUDIO_IMAGE)
+    """Label Studio image (1.23 is the version LabelStack is tested with); empty: the operator's."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
     """The Kubernetes default when empty."""
-    resources: ResourceRequirements = _resources({"cpu": "250m", "memory": "1Gi"}, {"memory": "3Gi"})
-    """Requests and limits of the Label Studio container."""
+    resources: ResourceRequirements = _resources(lambda: defaults.LABEL_STUDIO_RESOURCES)
+    """Requests and limits of the Label Studio container; empty: the operator's."""
     storage: VolumeClaim = Field(default_factory=VolumeClaim)
     """The PVC mounted at /label-studio/data (SQLite database, uploads, exports)."""
     admin_secret: AdminSecret = Field(default_factory=AdminSecret)
@@ -198,8 +201,9 @@ class RedisPersistence(_Model):
 class SharedCache(_Model):
     """SAM image embeddings kept in Redis, so that any replica answers a click on an image another encoded."""
 
-    size: Quantity = "256Mi"
-    """Bytes of embeddings each SAM backend may keep in Redis (LABELSTACK_SAM_REDIS_BYTES); 0 turns it off."""
+    size: Quantity = _resolved(lambda: defaults.SHARED_CACHE_SIZE)
+    """Bytes of embeddings each SAM backend may keep in Redis (LABELSTACK_SAM_REDIS_BYTES); 0 turns it off;
+    empty: the operator's."""
     ttl_seconds: int = Field(default=86400, ge=60)
     """How long an embedding stays cached (LABELSTACK_SAM_REDIS_TTL)."""
 
@@ -215,11 +219,11 @@ class Redis(_Model):
 
     enabled: bool = True
     """Run a Redis for the backends (REDIS_URL)."""
-    image: str = DEFAULT_REDIS_IMAGE
-    """Redis image."""
-    # The limit leaves room for three SAM backends' default sharedCache (256Mi each) beside coordination.
-    resources: ResourceRequirements = _resources({"cpu": "50m", "memory": "64Mi"}, {"memory": "1Gi"})
-    """Requests and limits of the Redis container (sized for sharedCache.size per SAM backend)."""
+    image: str = _resolved(lambda: defaults.REDIS_IMAGE)
+    """Redis image; empty: the operator's."""
+    resources: ResourceRequirements = _resources(lambda: defaults.REDIS_RESOURCES)
+    """Requests and limits of the Redis container (sized for sharedCache.size per SAM backend); empty: the
+    operator's."""
     persistence: RedisPersistence = Field(default_factory=RedisPersistence)
     """Where Redis keeps its data."""
     shared_cache: SharedCache = Field(default_factory=SharedCache)
@@ -349,8 +353,8 @@ class Backend(_Model):
     """segmentation: YOLOv8-seg pre-labelling and fine-tuning; sam: interactive Segment Anything."""
     weights: Weights
     """Where the model weights come from."""
-    image: str = DEFAULT_BACKEND_IMAGE
-    """Backend image (one image serves both predictors)."""
+    image: str = _resolved(lambda: defaults.BACKEND_IMAGE)
+    """Backend image (one image serves both predictors); empty: the operator's."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
     """The Kubernetes default when empty."""
     replicas: int = Field(default=1, ge=0, le=64)
@@ -359,10 +363,11 @@ class Backend(_Model):
     """SAM variant matching the checkpoint (type sam only)."""
     gpu: int = Field(default=0, ge=0, le=16)
     """nvidia.com/gpu per pod; 0 runs on CPU."""
-    resources: ResourceRequirements = _resources({"cpu": "500m", "memory": "2Gi"}, {"memory": "6Gi"})
-    """Requests and limits of the backend container (the GPU is added from gpu)."""
-    shm_size: Quantity = "1Gi"
-    """Size limit of the in-memory /dev/shm (PyTorch data loaders need more than the default 64Mi)."""
+    resources: ResourceRequirements = _resources(lambda: defaults.BACKEND_RESOURCES)
+    """Requests and limits of the backend container (the GPU is added from gpu); empty: the operator's."""
+    shm_size: Quantity = _resolved(lambda: defaults.SHM_SIZE)
+    """Size limit of the in-memory /dev/shm (PyTorch data loaders need more than the default 64Mi);
+    empty: the operator's."""
     node_selector: dict[str, str] = Field(default_factory=dict)
     """Node labels the pods must match (a GPU node pool, say)."""
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
@@ -575,9 +580,10 @@ def _describe(err: ValidationError) -> str:
 
 
 def parse_spec(raw: Mapping[str, Any] | None) -> LabelingStackSpec:
-    """Validate a spec as the API server stores it; raise :class:`SpecError` with a readable message."""
+    """Validate a spec as the API server stores it, with the operator's defaults filled in (also
+    where an older CRD stored its own); raise :class:`SpecError` with a readable message."""
     try:
-        return LabelingStackSpec.model_validate(dict(raw or {}))
+        return LabelingStackSpec.model_validate(defaults.without_stored_defaults(raw or {}))
     except ValidationError as err:
         raise SpecError(_describe(err)) from None
 

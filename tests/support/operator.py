@@ -15,6 +15,7 @@ from labelstack_common.labelstudio import LabelStudioClient, LabelStudioError
 from labelstack_common.wiring import ProjectPlan, ProjectResult, WiringResult
 from labelstack_operator import constants as c
 from labelstack_operator import reconcile
+from tests.support import stacks
 from tests.support.kube import KubeServer
 from tests.support.waiting import wait_for
 
@@ -202,3 +203,37 @@ class StackDriver:
 
     def child_writes_since(self, mark: int) -> list[tuple[str, str, str | None, str | None]]:
         return [w for w in self.writes_since(mark) if w[1] in CHILD_PLURALS]
+
+
+class Namespace:
+    """One namespace of the emulator with one stack, "garments", for single-pass tests."""
+
+    def __init__(self, server: KubeServer, name: str) -> None:
+        self.server = server
+        self.name = name
+
+    def create_stack(self, spec: dict[str, Any]) -> None:
+        self.server.create(stacks.stack_body("garments", self.name, spec), c.PLURAL)
+
+    def stack(self) -> dict[str, Any]:
+        body = self.server.get(c.API_VERSION, c.PLURAL, self.name, "garments")
+        assert body is not None
+        return body
+
+    def get(self, api_version: str, plural: str, name: str) -> dict[str, Any]:
+        obj = self.server.get(api_version, plural, self.name, name)
+        assert obj is not None, (plural, name)
+        return obj
+
+    def condition(self, type_: str) -> dict[str, Any]:
+        return next(x for x in self.stack()["status"]["conditions"] if x["type"] == type_)
+
+    def names(self, api_version: str, plural: str) -> set[str]:
+        return {o["metadata"]["name"] for o in self.server.list(api_version, plural, self.name)}
+
+    def writes_since(self, mark: int) -> list[tuple[str, str, str | None]]:
+        return [
+            (r.method.value, r.resource.plural if r.resource else "", r.name)
+            for r in self.server.operator_writes(mark)
+            if r.namespace == self.name
+        ]

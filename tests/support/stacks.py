@@ -133,6 +133,27 @@ SMALL: dict[str, Any] = {
 }
 
 
+def api_server_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """What the API server stores for ``value`` under a CRD's structural ``schema``: a missing
+    property gets its default, then every present property (defaulted ones too) is walked."""
+    if schema.get("type") == "object" and isinstance(value, dict):
+        out = dict(value)
+        for name, prop in schema.get("properties", {}).items():
+            if name not in out and "default" in prop:
+                out[name] = copy.deepcopy(prop["default"])
+            if name in out:
+                out[name] = api_server_defaults(prop, out[name])
+        return out
+    if schema.get("type") == "array" and isinstance(value, list):
+        return [api_server_defaults(schema.get("items", {}), item) for item in value]
+    return value
+
+
+def crd_spec_schema(crd: dict[str, Any]) -> dict[str, Any]:
+    (version,) = (v for v in crd["spec"]["versions"] if v["storage"])
+    return version["schema"]["openAPIV3Schema"]["properties"]["spec"]  # type: ignore[no-any-return]
+
+
 def spec(base: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(base)
 

@@ -71,27 +71,12 @@ def test_schema_is_structural():
             assert None not in node["default"].values(), path
 
 
-def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
-    """What the API server stores: defaults filled in top-down (a subset of apiextensions' defaulting)."""
-    if schema.get("type") == "object" and isinstance(value, dict):
-        out = dict(value)
-        for name, prop in schema.get("properties", {}).items():
-            if name not in out and "default" in prop:
-                out[name] = copy.deepcopy(prop["default"])
-            if name in out:
-                out[name] = apply_defaults(prop, out[name])
-        return out
-    if schema.get("type") == "array" and isinstance(value, list):
-        return [apply_defaults(schema.get("items", {}), item) for item in value]
-    return value
-
-
 @pytest.mark.parametrize(
     "spec", [stacks.MINIMAL, stacks.SMALL, stacks.FULL], ids=["minimal", "small", "full"]
 )
 def test_api_server_defaults_equal_the_model_defaults(spec):
     schema = openapi()["properties"]["spec"]
-    stored = apply_defaults(schema, copy.deepcopy(spec))
+    stored = stacks.api_server_defaults(schema, copy.deepcopy(spec))
     assert parse_spec(stored) == parse_spec(spec)
     # And the stored form is itself valid against the schema.
     jsonschema.validate(stored, without_kubernetes_extensions(schema))

@@ -7,20 +7,15 @@ operator against the same emulator is in tests/integration/operator.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
-import kopf
 import pytest
 
-from labelstack_common.retry import RetryPolicy
 from labelstack_operator import constants as c
 from labelstack_operator import reconcile
-from labelstack_operator.config import OperatorConfig
-from labelstack_operator.kube import Kube
 from labelstack_operator.reconcile import deployment_readiness
 from tests.support import stacks
-from tests.support.kube import KubeServer
+from tests.support.operator import Namespace
 
 SCALED_OUT: dict[str, Any] = {
     "backends": [
@@ -34,53 +29,6 @@ SCALED_OUT: dict[str, Any] = {
         {"name": "sam", "type": "sam", "weights": {"demo": True}, "replicas": 2},
     ],
 }
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[KubeServer]:
-    with KubeServer() as kube:
-        yield kube
-
-
-@pytest.fixture(scope="module")
-def ctx(server: KubeServer) -> reconcile.Context:
-    kube = Kube(
-        lambda: kopf.ConnectionInfo(server=server.url, insecure=True),
-        retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02),
-    )
-    return reconcile.Context(kube=kube, config=OperatorConfig())
-
-
-class Namespace:
-    def __init__(self, server: KubeServer, name: str) -> None:
-        self.server = server
-        self.name = name
-
-    def create_stack(self, spec: dict[str, Any]) -> None:
-        self.server.create(stacks.stack_body("garments", self.name, spec), c.PLURAL)
-
-    def stack(self) -> dict[str, Any]:
-        body = self.server.get(c.API_VERSION, c.PLURAL, self.name, "garments")
-        assert body is not None
-        return body
-
-    def get(self, api_version: str, plural: str, name: str) -> dict[str, Any]:
-        obj = self.server.get(api_version, plural, self.name, name)
-        assert obj is not None, (plural, name)
-        return obj
-
-    def condition(self, type_: str) -> dict[str, Any]:
-        return next(x for x in self.stack()["status"]["conditions"] if x["type"] == type_)
-
-    def names(self, api_version: str, plural: str) -> set[str]:
-        return {o["metadata"]["name"] for o in self.server.list(api_version, plural, self.name)}
-
-    def writes_since(self, mark: int) -> list[tuple[str, str, str | None]]:
-        return [
-            (r.method.value, r.resource.plural if r.resource else "", r.name)
-            for r in self.server.operator_writes(mark)
-            if r.namespace == self.name
-        ]
 
 
 def test_a_scaled_out_stack_gets_its_autoscaler_budgets_and_redis_password(server, ctx):
