@@ -10,6 +10,8 @@ import numpy.typing as npt
 
 BoolMask = npt.NDArray[np.bool_]
 Points = npt.NDArray[np.float64]  # (N, 2) pixel coordinates, x then y
+Float32 = npt.NDArray[np.float32]
+Indices = npt.NDArray[np.intp]
 
 
 @dataclass(frozen=True)
@@ -63,28 +65,47 @@ class Letterbox:
         return cls(gain=gain, left=round(pad_w - 0.1), top=round(pad_h - 0.1))
 
 
-def unletterbox_mask(
-    mask_in: npt.NDArray[np.floating] | BoolMask,
-    letterbox: Letterbox,
-    box_xyxy: tuple[float, float, float, float],
-    orig_hw: tuple[int, int],
-) -> CropMask:
-    """Resample a model-input mask back onto the original image, inside ``box_xyxy``.
+def fitted_size(orig_hw: tuple[int, int], imgsz: int) -> tuple[int, int]:
+    """(h, w) an image is scaled to before letterbox padding, as ultralytics computes it."""
+    h, w = orig_hw
+    r = min(imgsz / h, imgsz / w)
+    return max(round(h * r), 1), max(round(w * r), 1)
 
-    Working on the box alone keeps the cost proportional to the object, not to the
-    (possibly 6000 px) image.
-    """
+
+def _crop_window(
+    box_xyxy: tuple[float, float, float, float], orig_hw: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """The whole pixels (x0, y0, x1, y1) of a box in the image, at least one pixel."""
     oh, ow = orig_hw
     x0 = int(np.clip(np.floor(box_xyxy[0]), 0, ow - 1))
     y0 = int(np.clip(np.floor(box_xyxy[1]), 0, oh - 1))
     x1 = int(np.clip(np.ceil(box_xyxy[2]), x0 + 1, ow))
     y1 = int(np.clip(np.ceil(box_xyxy[3]), y0 + 1, oh))
+    return x0, y0, x1, y1
+
+
+def unletterbox_mask(
+    mask_in: npt.NDArray[np.floating] | BoolMask,
+    letterbox: Letterbox,
+    box_xyxy: tuple[float, float, float, float],
+    orig_hw: tuple[int, int],
+    origin: tuple[int, int] = (0, 0),
+) -> CropMask:
+    """Resample a model-input mask back onto the original image, inside ``box_xyxy``.
+
+    ``mask_in`` may be a window of the input whose top-left pixel is ``origin`` (x, y);
+    it must hold every input pixel the box reads. Working on the box alone keeps the
+    cost proportional to the object, not to the (possibly 6000 px) image.
+    """
+    oh, ow = orig_hw
+    x0, y0, x1, y1 = _crop_window(box_xyxy, orig_hw)
     g = letterbox.gain
     # Output pixel centre (x0 + u + .5) maps to input pixel centre g*(x + .5) + left - .5.
+    # Moving the window by whole pixels changes no weight: only the translation changes.
     matrix = np.array(
         [
-            [g, 0.0, (x0 + 0.5) * g + letterbox.left - 0.5],
-            [0.0, g, (y0 + 0.5) * g + letterbox.top - 0.5],
+            [g, 0.0, (x0 + 0.5) * g + letterbox.left - 0.5 - origin[0]],
+            [0.0, g, (y0 + 0.5) * g + letterbox.top - 0.5 - origin[1]],
         ],
         dtype=np.float64,
     )
@@ -98,6 +119,83 @@ def unletterbox_mask(
         borderValue=0.0,
     )
     return CropMask(x0, y0, crop > 0.5, oh, ow)
+
+
+def _fma(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], c: npt.NDArray[np.float32]) -> Float32:
+    # One rounding, as torch's compiled kernel (it fuses a * b + c); exact products in float64.
+    return (a.astype(np.float64) * b + c).astype(np.float32)
+
+
+def _linear_taps(out_size: int, in_size: int, lo: int, hi: int) -> tuple[Indices, Indices, Float32, Float32]:
+    """Source pixels and weights of outputs ``lo..hi-1`` of torch's bilinear resize
+    (``align_corners=False``), computed in float32 exactly as torch does."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    real = (np.float64(scale) * (np.arange(lo, hi) + 0.5) - 0.5).astype(np.float32)
+    real = np.maximum(real, np.float32(0.0))
+    i0 = np.minimum(np.floor(real).astype(np.intp), in_size - 1)
+    w1 = np.clip(real - i0.astype(np.float32), np.float32(0.0), np.float32(1.0))
+    w0 = np.float32(1.0) - w1
+    return i0, i0 + (i0 < in_size - 1), w0, w1
+
+
+def upsample_window(
+    low: Float32, out_hw: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]
+) -> Float32:
+    """Rows ``rows`` and columns ``cols`` (half-open) of ``F.interpolate(low, out_hw,
+    mode="bilinear")``, bit for bit: a mask pixel is the sign of its logit, so the
+    window must equal what upsampling the whole mask would give."""
+    r0, r1, a0, a1 = _linear_taps(out_hw[0], low.shape[0], *rows)
+    c0, c1, b0, b1 = _linear_taps(out_hw[1], low.shape[1], *cols)
+    top, bottom = low[r0], low[r1]
+    # torch sums the two taps of a row as fma(t0, w0, t1 * w1), then the two rows the same way.
+    upper = _fma(top[:, c0], b0, top[:, c1] * b1)
+    lower = _fma(bottom[:, c0], b0, bottom[:, c1] * b1)
+    return _fma(upper, a0[:, None], lower * a1[:, None])
+
+
+def _span(lo: float, hi: float, size: int) -> tuple[int, int]:
+    return int(np.clip(lo, 0, size)), int(np.clip(hi, 0, size))
+
+
+def instance_mask(
+    logits: Float32,
+    box_in: npt.NDArray[np.float32],
+    box: tuple[float, float, float, float],
+    input_hw: tuple[int, int],
+    orig_hw: tuple[int, int],
+) -> CropMask | None:
+    """One YOLO-seg mask in original image pixels, from its logits at the model's mask
+    resolution, its box in input pixels (``box_in``) and in the image (``box``).
+
+    The same pixels as upsampling the logits to the whole input, keeping the box and
+    resampling onto the image (what ultralytics' ``process_mask`` and
+    :func:`unletterbox_mask` did), but only the window the box needs is upsampled.
+    ``None`` when the mask is empty at input resolution (ultralytics drops those).
+    """
+    ih, iw = input_hw
+    lb = Letterbox.of(orig_hw, input_hw)
+    x0, y0, x1, y1 = _crop_window(box, orig_hw)
+    g = lb.gain
+    # The input pixels the resampling reads, one to spare each side, and those inside the box.
+    reads = (
+        np.floor(g * (x0 + 0.5) + lb.left - 0.5) - 1,
+        np.floor(g * (y0 + 0.5) + lb.top - 0.5) - 1,
+        np.floor(g * (x1 - 0.5) + lb.left - 0.5) + 3,
+        np.floor(g * (y1 - 0.5) + lb.top - 0.5) + 3,
+    )
+    inside = np.ceil(box_in)  # pixel c is in the box when box_in[0] <= c < box_in[2]
+    cols = _span(min(reads[0], inside[0]), max(reads[2], inside[2]), iw)
+    rows = _span(min(reads[1], inside[1]), max(reads[3], inside[3]), ih)
+    if cols[0] >= cols[1] or rows[0] >= rows[1]:
+        return None
+    binary = upsample_window(logits, input_hw, rows, cols) > 0
+    xs = np.arange(*cols, dtype=np.float32)
+    ys = np.arange(*rows, dtype=np.float32)
+    binary &= ((ys >= box_in[1]) & (ys < box_in[3]))[:, None]
+    binary &= (xs >= box_in[0]) & (xs < box_in[2])
+    if not binary.any():
+        return None
+    return unletterbox_mask(binary, lb, box, orig_hw, origin=(cols[0], rows[0]))
 
 
 def mask_polygons(mask: CropMask, tolerance: float = 1.0, min_area: float = 4.0) -> list[Points]:

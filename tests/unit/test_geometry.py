@@ -8,11 +8,13 @@ from labelstack_backend.geometry import (
     CropMask,
     Letterbox,
     box_of,
+    fitted_size,
     iou,
     mask_polygons,
     polygon_to_mask,
     to_percent,
     unletterbox_mask,
+    upsample_window,
 )
 
 
@@ -82,3 +84,32 @@ def test_percent_round_trip_and_box():
     assert crop.area == 400
     np.testing.assert_array_equal(crop.full(), mask)
     assert to_percent(np.array([[40.0, 25.0], [80.0, 50.0]]), 80, 50) == [[50.0, 50.0], [100.0, 100.0]]
+
+
+@pytest.mark.parametrize(
+    ("low", "out"),
+    [((40, 40), (160, 160)), ((32, 40), (128, 160)), ((17, 23), (70, 91)), ((30, 40), (97, 131))],
+)
+def test_a_window_of_the_upsampled_mask_is_torchs_bit_for_bit(low, out):
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(sum(low + out))
+    logits = rng.normal(size=(3, *low)).astype(np.float32)
+    whole = F.interpolate(torch.from_numpy(logits)[None], out, mode="bilinear")[0].numpy()
+    for k in range(3):
+        np.testing.assert_array_equal(upsample_window(logits[k], out, (0, out[0]), (0, out[1])), whole[k])
+        y0, x0 = rng.integers(0, out[0] - 1), rng.integers(0, out[1] - 1)
+        y1, x1 = rng.integers(y0 + 1, out[0] + 1), rng.integers(x0 + 1, out[1] + 1)
+        np.testing.assert_array_equal(
+            upsample_window(logits[k], out, (y0, y1), (x0, x1)), whole[k, y0:y1, x0:x1]
+        )
+
+
+@pytest.mark.parametrize("hw", [(480, 640), (640, 480), (97, 131), (1, 5000), (300, 300), (61, 43)])
+def test_fitted_size_is_the_size_ultralytics_scales_to(hw):
+    from ultralytics.data.augment import LetterBox
+
+    params = LetterBox(160, auto=True, stride=32).get_params({"img": np.zeros((*hw, 3), np.uint8)})
+    w, h = params["new_unpad"]
+    assert fitted_size(hw, 160) == (h, w)

@@ -14,6 +14,7 @@ import torch
 
 from labelstack_backend.labelconfig import build_label_map, parse_label_config
 from labelstack_backend.regions import detections_to_regions
+from labelstack_backend.yolo.model import RawOutput, raw_detections
 from tests.unit.golden.make_seg_golden import CASES, INPUTS, REGIONS
 
 NAMES = {0: "a", 1: "b", 2: "c"}
@@ -29,21 +30,11 @@ CONFIGS = {
 
 def detections(arrays: dict[str, np.ndarray], k: int) -> list[Any]:
     """The model-output -> detections step under test, for case ``k``."""
-    from ultralytics.engine.results import Results
-    from ultralytics.utils import ops
-
-    from labelstack_backend.yolo.model import _detections
-
     ih, iw, oh, ow = (int(v) for v in arrays[f"shape{k}"])
-    proto = torch.from_numpy(arrays[f"proto{k}"])
-    pred = torch.from_numpy(arrays[f"pred{k}"].copy())
-    masks = ops.process_mask(proto, pred[:, 6:], pred[:, :4], (ih, iw), upsample=True)
-    pred[:, :4] = ops.scale_boxes((ih, iw), pred[:, :4], (oh, ow))
-    keep = masks.amax((-2, -1)) > 0
-    result = Results(
-        np.zeros((oh, ow, 3), np.uint8), path="", names=NAMES, boxes=pred[keep, :6], masks=masks[keep]
+    raw = RawOutput(
+        torch.from_numpy(arrays[f"pred{k}"].copy()), torch.from_numpy(arrays[f"proto{k}"]), (ih, iw)
     )
-    return _detections(result)
+    return raw_detections(raw, (oh, ow))
 
 
 def regions_of(arrays: dict[str, np.ndarray], k: int, config: str) -> list[dict[str, Any]]:

@@ -9,20 +9,24 @@ from ``LABELSTACK_SEG_MODEL_CONFIG`` (for demos and tests; logged as a warning).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+import numpy.typing as npt
 import yaml
 from PIL import Image
 
 from labelstack_backend import runtime
 from labelstack_backend.errors import ModelLoadError
-from labelstack_backend.geometry import Letterbox, unletterbox_mask
+from labelstack_backend.geometry import fitted_size, instance_mask
 from labelstack_backend.regions import Detection
 from labelstack_backend.registry.store import safe_name
 from labelstack_backend.settings import Settings
@@ -113,41 +117,92 @@ class SegmentationModel:
     def detect(
         self, images: Sequence[Image.Image], *, conf: float, batch_size: int = 16, max_det: int = 300
     ) -> list[list[Detection]]:
-        """Detections per image, in original image pixels; images go through in batches."""
-        out: list[list[Detection]] = []
-        for start in range(0, len(images), batch_size):
-            chunk = list(images[start : start + batch_size])
-            with self._lock:
-                results = self.yolo.predict(
-                    chunk,
-                    imgsz=self.imgsz,
-                    conf=conf,
-                    max_det=max_det,
-                    device=self.device,
-                    quantize=16 if self.half else None,
-                    verbose=False,
-                    retina_masks=False,
-                )
-            out.extend(_detections(r) for r in results)
+        """Detections per image, in original image pixels.
+
+        Images go through grouped by the size they are scaled to, so that every forward
+        pass holds one input shape: ultralytics pads a batch of mixed sizes to a square,
+        and an image would get a different answer in a mixed batch than alone.
+        """
+        fitted = [fitted_size((im.height, im.width), self.imgsz) for im in images]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, size in enumerate(fitted):
+            groups.setdefault(size, []).append(i)
+        out: list[list[Detection]] = [[] for _ in images]
+        for members in groups.values():
+            for start in range(0, len(members), batch_size):
+                chunk = members[start : start + batch_size]
+                arrays = [_scaled_bgr(images[i], fitted[i]) for i in chunk]
+                with self._lock:
+                    raws = self.yolo.predict(
+                        arrays,
+                        imgsz=self.imgsz,
+                        conf=conf,
+                        max_det=max_det,
+                        device=self.device,
+                        quantize=16 if self.half else None,
+                        verbose=False,
+                        predictor=_raw_predictor(),
+                    )
+                for i, raw in zip(chunk, raws, strict=True):
+                    out[i] = raw_detections(raw, (images[i].height, images[i].width))
         return out
 
 
-def _detections(result: Any) -> list[Detection]:
-    if result.boxes is None or len(result.boxes) == 0:
+def _scaled_bgr(image: Image.Image, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    """The image as ultralytics' letterbox scales it (BGR, bilinear), before the padding."""
+    bgr: npt.NDArray[np.uint8] = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+    h, w = size
+    if bgr.shape[:2] != (h, w):
+        bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.uint8, copy=False)
+    return bgr
+
+
+@dataclass
+class RawOutput:
+    """One image's NMS rows (box in input pixels, score, class, mask coefficients) and prototypes."""
+
+    pred: Any  # torch.Tensor (N, 6 + masks)
+    proto: Any  # torch.Tensor (masks, mh, mw)
+    input_hw: tuple[int, int]
+    speed: dict[str, float] = field(default_factory=dict)  # ultralytics writes its timings here
+
+
+@functools.cache
+def _raw_predictor() -> type[Any]:
+    from ultralytics.models.yolo.segment import SegmentationPredictor
+
+    class RawPredictor(SegmentationPredictor):  # type: ignore[misc]
+        """ultralytics' predictor up to NMS: it would upsample every mask to the whole
+        input; :func:`raw_detections` makes each one in its box only."""
+
+        def construct_result(
+            self, pred: Any, img: Any, orig_img: Any, img_path: Any, proto: Any
+        ) -> RawOutput:
+            return RawOutput(pred, proto, (int(img.shape[2]), int(img.shape[3])))
+
+    return RawPredictor
+
+
+def raw_detections(raw: RawOutput, orig_hw: tuple[int, int]) -> list[Detection]:
+    """Detections in original image pixels from one image's raw output; those whose
+    mask is empty at input resolution are dropped, as ultralytics does."""
+    from ultralytics.utils import ops
+
+    pred = raw.pred
+    if pred.shape[0] == 0:
         return []
-    boxes = result.boxes.xyxy.float().cpu().numpy()
-    scores = result.boxes.conf.float().cpu().numpy()
-    classes = result.boxes.cls.int().cpu().numpy()
-    orig_hw = tuple(int(v) for v in result.orig_shape)
-    masks = result.masks.data.float().cpu().numpy() if result.masks is not None else None
-    letterbox = Letterbox.of(orig_hw, masks.shape[1:]) if masks is not None else None  # type: ignore[arg-type]
+    c, mh, mw = raw.proto.shape
+    # The logits at mask resolution, computed as ultralytics' process_mask does.
+    logits = (pred[:, 6:] @ raw.proto.float().view(c, -1)).view(-1, mh, mw).cpu().numpy()
+    boxes_in = pred[:, :4].float().cpu().numpy()
+    boxes = ops.scale_boxes(raw.input_hw, pred[:, :4].clone(), orig_hw).float().cpu().numpy()
+    scores = pred[:, 4].float().cpu().numpy()
+    classes = pred[:, 5].int().cpu().numpy()
     dets: list[Detection] = []
     for i in range(len(boxes)):
-        box = tuple(float(v) for v in boxes[i])
-        crop = None
-        if masks is not None and letterbox is not None:
-            crop = unletterbox_mask(masks[i], letterbox, box, orig_hw)  # type: ignore[arg-type]
-            if not crop.crop.any():
-                crop = None
-        dets.append(Detection(int(classes[i]), float(scores[i]), box, crop))  # type: ignore[arg-type]
+        box = (float(boxes[i, 0]), float(boxes[i, 1]), float(boxes[i, 2]), float(boxes[i, 3]))
+        mask = instance_mask(logits[i], boxes_in[i], box, raw.input_hw, orig_hw)
+        if mask is None:
+            continue
+        dets.append(Detection(int(classes[i]), float(scores[i]), box, mask if mask.crop.any() else None))
     return dets

@@ -4,7 +4,7 @@
 of box, score, class and mask coefficients) for letterboxes of every kind: square
 padding, rectangles, up- and down-scaling, odd sizes, boxes in the padding and off the
 edges, tiny boxes, an empty mask. ``seg_regions.json`` holds the regions the
-post-processing of commit 4a38cc4 made of them (ultralytics' ``process_mask`` upsampling
+post-processing as of commit d411942 made of them (ultralytics' ``process_mask`` upsampling
 every mask to the whole input, then ``unletterbox_mask`` per detection), for a
 polygon, a brush and a rectangle control. ``test_seg_golden.py`` holds today's code to
 them. Rerun only to add cases, with the old post-processing:
