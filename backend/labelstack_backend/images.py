@@ -310,13 +310,20 @@ class ImageLoader:
         return upright_bytes(self.fetch(ref, ls), self.max_pixels, _short(value))
 
     def fetch(
-        self, ref: ImageRef, ls: LabelStudioClient | None = None, deadline: float | None = None
+        self,
+        ref: ImageRef,
+        ls: LabelStudioClient | None = None,
+        deadline: float | None = None,
+        *,
+        fresh: bool = False,
     ) -> bytes:
+        """The image's bytes, from the disk cache unless ``fresh`` (then fetched and re-cached:
+        the object behind a stable identity may have been replaced)."""
         if ref.kind is SourceKind.LOCAL:
             return self._read_local(ref.location)
         if ref.kind is SourceKind.DATA:
             return _decode_data_uri(ref.location)
-        if self.cache is not None:
+        if self.cache is not None and not fresh:
             cached = self.cache.get(ref.identity)
             if cached is not None:
                 return cached

@@ -133,7 +133,14 @@ class SamPredictor:
         embedding, source = embeddings.get(value, call.ls)
         height, width = embedding.original_size
         frame = ctx.frame or (width, height)
-        check_frame(frame, width, height, self.settings.image_max_pixels)
+        try:
+            check_frame(frame, width, height, self.settings.image_max_pixels)
+        except ImageError:
+            # The editor shows another shape than the cached copy: the object behind this URL
+            # may have been replaced since it was cached. Fetch it once more before refusing.
+            embedding, source = embeddings.get(value, call.ls, fresh=True)
+            height, width = embedding.original_size
+            check_frame(frame, width, height, self.settings.image_max_pixels)
         regions: list[Region] = []
         for obj in ctx.objects(*frame):
             result = decode(model, embedding, obj)

@@ -97,15 +97,21 @@ class EmbeddingService:
         self.model_version = model_version
 
     def get(
-        self, value: str, ls: LabelStudioClient | None = None, *, background: bool = False
+        self,
+        value: str,
+        ls: LabelStudioClient | None = None,
+        *,
+        background: bool = False,
+        fresh: bool = False,
     ) -> tuple[Embedding, Source]:
         """The embedding of the task image ``value`` and where it came from.
 
         Raises :class:`ImageError` when the image cannot be fetched or decoded.
         ``background`` calls (precompute) give way to interactive ones at the encoder.
+        ``fresh`` fetches the image again instead of reading the image cache.
         """
         ref = resolve_ref(value, ls.url if ls else None)
-        data = self.loader.fetch(ref, ls)
+        data = self.loader.fetch(ref, ls, fresh=fresh)
         key = f"{self.model_version}|{content_key(ref.identity, hashlib.sha256(data).hexdigest())}"
 
         def compute() -> Embedding:

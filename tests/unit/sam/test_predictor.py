@@ -361,3 +361,21 @@ def test_polygon_only_config_is_served(make_predictor: MakePredictor, tmp_path: 
     predictor, _ = make_predictor(ProbeSam())
     answer = click(predictor, write_image(tmp_path / "a.jpg"), keypoint(50, 50, 96, 64), config=config)
     assert [r["type"] for r in answer["result"]] == ["polygonlabels"]
+
+
+def test_a_replaced_image_behind_a_cached_url_is_fetched_again_for_a_click(
+    make_predictor: MakePredictor, tmp_path: Path, file_server: Any
+) -> None:
+    from labelstack_backend.imagecache import DiskCache
+
+    predictor, _ = make_predictor(ProbeSam())
+    predictor.loader.cache = DiskCache(tmp_path / "cache", 10**8)
+    url = f"{file_server.url}/look.jpg"
+    write_image(file_server.root / "look.jpg", (60, 40))
+    first = click(predictor, url, keypoint(50, 50, 60, 40))  # type: ignore[arg-type]
+    assert first["result"][0]["original_width"] == 60
+    # The same URL now serves a portrait image; the disk cache still holds the landscape one.
+    write_image(file_server.root / "look.jpg", (40, 60))
+    (region,) = click(predictor, url, keypoint(25, 75, 40, 60))["result"]  # type: ignore[arg-type]
+    assert (region["original_width"], region["original_height"]) == (40, 60)
+    assert brush_mask(region)[45, 10], "the mask lands on the new image's pixel"
