@@ -334,4 +334,41 @@ def test_a_request_is_decoded_and_released_one_batch_at_a_time(tmp_path, monkeyp
     assert resp.status_code == 200 and len(resp.json["results"]) == 10
     assert all("result" in r for r in resp.json["results"])
     assert len(peaks) == 4, "10 tasks in batches of 3"
-    assert max(peaks) == 0, f"decoded images of earlier batches still alive: {peaks}"
+    # The next batch is fetched while one is predicted: at most that one is alive at a fetch.
+    assert max(peaks) <= 3, f"decoded images of earlier batches still alive: {peaks}"
+
+
+def test_a_worker_with_every_predict_slot_taken_says_retry_and_keeps_setup_and_probes(served, monkeypatch):
+    import threading
+
+    service, _, _, images = served
+    app = create_app(service, threads=3)  # one work slot: 3 threads less the two kept for probes
+    inside, release = threading.Event(), threading.Event()
+    real = service.predict
+
+    def slow(req):
+        inside.set()
+        release.wait(30)
+        return real(req)
+
+    monkeypatch.setattr(service, "predict", slow)
+    body = {"tasks": [{"data": {"image": str(images / "wide.jpg")}}], "label_config": CONFIG}
+    first: list = []
+    holder = threading.Thread(target=lambda: first.append(app.test_client().post("/predict", json=body)))
+    holder.start()
+    try:
+        assert inside.wait(30)
+        busy = app.test_client().post("/predict", json=body)
+        assert busy.status_code == 503 and busy.headers["Retry-After"] == "2"
+        assert (
+            "request slots" in busy.json["error"]
+            and "LABELSTACK_MAX_CONCURRENT_REQUESTS" in busy.json["error"]
+        )
+        assert app.test_client().get("/health").status_code == 200
+        setup = {"project": "3.1", "schema": CONFIG, "hostname": "", "access_token": ""}
+        assert app.test_client().post("/setup", json=setup).status_code == 200
+    finally:
+        release.set()
+        holder.join(60)
+    assert first[0].status_code == 200
+    assert app.test_client().post("/predict", json=body).status_code == 200, "the slot is free again"

@@ -238,7 +238,12 @@ def _png_16_bit_rgb(pixels: np.ndarray) -> bytes:
 
     rows = b"".join(b"\0" + pixels[y].astype(">u2").tobytes() for y in range(height))
     header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_16_bit_rgb_is_scaled_per_channel():
@@ -284,7 +289,9 @@ def test_local_files_are_served_only_under_their_roots(tmp_path, outside, monkey
     assert opened == [], "nothing outside the roots is opened"
 
 
-@pytest.mark.parametrize("value", ["/proc/self/environ", "file:///proc/self/environ", "/sys/kernel/notes", "/dev/zero"])
+@pytest.mark.parametrize(
+    "value", ["/proc/self/environ", "file:///proc/self/environ", "/sys/kernel/notes", "/dev/zero"]
+)
 def test_proc_sys_and_dev_are_never_read_even_under_a_root_of_slash(tmp_path, value):
     with pytest.raises(ImageError, match="outside the folders"):
         loader(tmp_path, local_roots=(Path("/"),)).load(value)
@@ -305,7 +312,9 @@ def test_a_fifo_under_a_root_is_refused_instead_of_blocking(tmp_path):
 def test_the_roots_setting_splits_and_resolves(tmp_path):
     from labelstack_backend.settings import Settings
 
-    roots = Settings.from_env({"LABELSTACK_LOCAL_ROOTS": f"{tmp_path}/a/../b,{tmp_path}/c:{tmp_path}/d"}).local_roots
+    roots = Settings.from_env(
+        {"LABELSTACK_LOCAL_ROOTS": f"{tmp_path}/a/../b,{tmp_path}/c:{tmp_path}/d"}
+    ).local_roots
     assert roots == (tmp_path / "b", tmp_path / "c", tmp_path / "d")
     assert Settings.from_env({}).local_roots == ()
 

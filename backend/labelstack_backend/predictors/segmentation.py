@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,12 +142,17 @@ class SegmentationPredictor:
             for s, img in zip(seen, images, strict=True)
         ]
 
+    def _fetch_batch(self, batch: _Batch, chunk: Sequence[tuple[int, str]]) -> list[LoadedImage | ImageError]:
+        return self.loader.load_many([v for _, v in chunk], batch.call.ls, deadline=batch.deadline)
+
     def _predict_batch(
-        self, batch: _Batch, chunk: Sequence[tuple[int, str]], failures: dict[int, str]
+        self,
+        batch: _Batch,
+        chunk: Sequence[tuple[int, str]],
+        loaded: list[LoadedImage | ImageError],
+        failures: dict[int, str],
     ) -> dict[int, dict[str, Any]]:
-        """Fetch, decode and predict one batch of a request's images. Its images are this
-        frame's alone, so they are released when it returns."""
-        loaded = self.loader.load_many([v for _, v in chunk], batch.call.ls, deadline=batch.deadline)
+        """Predict one fetched batch of a request's images."""
         images: list[tuple[int, LoadedImage]] = []
         for (i, _), item in zip(chunk, loaded, strict=True):
             if isinstance(item, ImageError):
@@ -195,10 +201,19 @@ class SegmentationPredictor:
         # memory grows with the batch size, not with the number of tasks in the request.
         deadline = time.monotonic() + self.settings.request_timeout
         step = self.settings.batch_for(model.device)
+        batch = _Batch(call, model, label_map, conf, deadline)
+        chunks = [wanted[start : start + step] for start in range(0, len(wanted), step)]
         by_task: dict[int, dict[str, Any]] = {}
-        for start in range(0, len(wanted), step):
-            batch = _Batch(call, model, label_map, conf, deadline)
-            by_task.update(self._predict_batch(batch, wanted[start : start + step], failures))
+        # The next batch downloads while this one is predicted: at most two are held at once.
+        with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as prefetch:
+            pending = prefetch.submit(self._fetch_batch, batch, chunks[0]) if chunks else None
+            for k, chunk in enumerate(chunks):
+                assert pending is not None
+                loaded = pending.result()
+                nxt = chunks[k + 1] if k + 1 < len(chunks) else None
+                pending = prefetch.submit(self._fetch_batch, batch, nxt) if nxt else None
+                by_task.update(self._predict_batch(batch, chunk, loaded, failures))
+                del loaded
         out: list[dict[str, Any]] = []
         for i, task in enumerate(call.tasks):
             if i in by_task:

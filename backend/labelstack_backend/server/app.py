@@ -34,6 +34,10 @@ OPEN_ROUTES = frozenset({"/health", "/livez"})
 # Probes and scrapes are not load: labelstack_inflight_requests counts the rest (autoscaling).
 UNCOUNTED_ROUTES = frozenset({*OPEN_ROUTES, "/", "/metrics"})
 MAX_BODY_BYTES = 64 * 1024 * 1024
+# Only /predict waits on peers (image downloads) for long: it is the route the work gate bounds.
+# /setup and webhooks stay admitted, so that a busy worker never loses a START_TRAINING or makes
+# Label Studio mark the backend disconnected.
+GATED_ROUTES = frozenset({"/predict"})
 
 
 def _json_body(optional: bool = False) -> Any:
@@ -84,7 +88,7 @@ def _install_hooks(app: Flask, auth: tuple[str, str] | None, gate: WorkGate) -> 
             resp.status_code = 401
             resp.headers["WWW-Authenticate"] = 'Basic realm="labelstack"'
             return resp
-        if g.get("inflight"):
+        if request.path in GATED_ROUTES:
             if not gate.try_enter():
                 raise Busy(
                     f"all {gate.slots} request slots of this worker are busy "
