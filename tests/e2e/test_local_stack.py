@@ -28,7 +28,7 @@ from PIL import Image
 
 from labelstack_backend import rle
 from labelstack_common.labelstudio import LabelStudioClient
-from labelstack_tools.localstack import credentials, procs, state
+from labelstack_tools.localstack import credentials, demo, procs, state
 from labelstack_tools.localstack.plan import Ports
 from labelstack_tools.localstack.project import retrieve_predictions
 from tests.support.backend import serving, training_ended
@@ -207,6 +207,52 @@ def test_the_editor_draws_the_predicted_regions(stack: Stack, artifacts_dir: Pat
     assert shot.stat().st_size > 10_000
 
 
+def test_a_click_in_the_editor_gets_a_sam_mask(stack: Stack, artifacts_dir: Path) -> None:
+    """The README's SAM steps, through the UI only: Auto-Annotation and Auto-Accept Suggestions
+    on, the Auto-Detect keypoint tool, a label under "Segment Anything: click", a click on the
+    image; then a brush region from SAM is in the editor."""
+    task = stack.tasks()[-1]
+    with label_studio_page(stack.url, height=1100) as page:
+        log_in(page, stack.url, stack.login.username, stack.login.password)
+        page.goto(f"{stack.url}/projects/{stack.project}/data?task={task['id']}")
+        page.wait_for_selector('[data-testid="bottombar-submit-button"]', timeout=120_000)
+        before = brush_regions(page)
+        page.get_by_text("Auto-Annotation", exact=True).click()
+        page.get_by_text("Auto-Accept Suggestions", exact=True).click()
+        page.locator(".lsf-tool_smart").first.hover()  # Auto-Detect: opens the smart tools
+        page.locator('.lsf-tool_smart[aria-label="key-point-tool"]').click()
+        click_row = page.locator(".lsf-labels").nth(2)  # the third row: "Segment Anything: click"
+        assert demo.CLICK_CAPTION in page.locator("h4").nth(2).inner_text()
+        click_row.get_by_text("Dress", exact=True).click()
+        image = page.locator(".lsf-image-view, [class*=ImageView], canvas").first.bounding_box()
+        assert image is not None
+        with page.expect_response(lambda r: "/interactive-annotating" in r.url, timeout=60_000) as sent:
+            page.mouse.click(image["x"] + image["width"] * 0.6, image["y"] + image["height"] * 0.7)
+        assert sent.value.status == 200
+        page.wait_for_function(
+            "n => window.Htx.annotationStore.selected.regions"
+            ".filter(r => r.type === 'brushregion').length > n",
+            arg=before,
+            timeout=60_000,
+        )
+        labels = page.evaluate(
+            "() => window.Htx.annotationStore.selected.regions"
+            ".filter(r => r.type === 'brushregion').map(r => r.labels)"
+        )
+        shot = artifacts_dir / "local-stack-sam-editor.png"
+        page.screenshot(path=str(shot))
+    assert ["Dress"] in labels
+    assert shot.stat().st_size > 10_000
+
+
+def brush_regions(page: Any) -> int:
+    return int(
+        page.evaluate(
+            "() => window.Htx.annotationStore.selected.regions.filter(r => r.type === 'brushregion').length"
+        )
+    )
+
+
 def predicted_regions_drawn(page: Any, timeout_ms: int) -> bool:
     try:
         page.wait_for_selector(
@@ -268,7 +314,7 @@ def test_ctrl_c_and_down_stop_everything_and_a_second_up_reuses_the_data(
         text=True,
         check=False,
     )
-    assert status.returncode == 0 and status.stderr.count(" up ") == 4, status.stderr
+    assert status.returncode == 0 and status.stdout.count(" up ") == 4, status.stdout
 
     # Ctrl-C: everything stops, the data stays.
     stack.up.proc.send_signal(signal.SIGINT)
@@ -307,6 +353,6 @@ def test_ctrl_c_and_down_stop_everything_and_a_second_up_reuses_the_data(
             text=True,
             check=False,
         )
-        assert status.returncode == 1 and "not running" in status.stderr
+        assert status.returncode == 1 and "not running" in status.stdout
     finally:
         stop(again, stack.data_dir)

@@ -3,6 +3,8 @@ both backends accept, whose Person label takes a COCO model's "person"."""
 
 from __future__ import annotations
 
+from xml.etree import ElementTree
+
 from PIL import Image
 
 from labelstack_backend.labelconfig import (
@@ -59,3 +61,25 @@ def test_the_plan_connects_sam_as_interactive_only_when_it_runs():
     ]
     assert plan.retrieve_predictions_on_load and plan.label_config == demo.LABEL_CONFIG
     assert len(demo.project_plan("http://127.0.0.1:9090", None).backends) == 1
+
+
+def test_each_row_of_labels_is_captioned_with_its_tool():
+    root = ElementTree.fromstring(demo.LABEL_CONFIG)
+    captions = {}
+    for group in root.findall("View"):
+        (header,) = group.findall("Header")
+        (control,) = [el for el in group if el.tag.endswith("Labels")]
+        captions[control.get("name")] = header.get("value")
+    assert set(captions) == set(demo.CAPTIONS)
+    for name, caption in demo.CAPTIONS.items():
+        assert captions[name].startswith(caption)
+    assert len(set(captions.values())) == 4, "four rows that look the same again"
+
+
+def test_the_sam_rows_are_smart_tools_only():
+    root = ElementTree.fromstring(demo.LABEL_CONFIG)
+    for name in ("click", "box"):
+        (control,) = root.findall(f".//*[@name='{name}']")
+        assert control.get("smart") == control.get("smartOnly") == "true"
+        assert all(label.get("smart") == "true" for label in control)
+    assert "Auto-Detect" in demo.CAPTIONS["click"] + demo.CLICK_HINT

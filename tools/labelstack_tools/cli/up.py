@@ -16,7 +16,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from labelstack_common.contract import SAM_MODEL_TYPES, Env
 from labelstack_tools.cli.common import COMMAND, console
 from labelstack_tools.cli.stackopts import add_data_dir, data_dir
-from labelstack_tools.localstack import credentials
+from labelstack_tools.localstack import credentials, demo
 from labelstack_tools.localstack.plan import Ports, StackOptions
 from labelstack_tools.localstack.up import Ready, up
 
@@ -100,8 +100,10 @@ def print_ready(ready: Ready) -> None:
             "sam_vit_b_01ec64.pth (or set LABELSTACK_SEG_WEIGHTS / LABELSTACK_SAM_CHECKPOINT)."
         )
     console.print(
-        "  try: open a task and see the predicted polygons; pick Click, switch on Auto-Annotation and "
-        "click a garment for a SAM mask; submit a few tasks, then Settings → Model → Start Training"
+        "  try: open a task and see the predicted polygons. For a SAM mask: switch on Auto-Annotation "
+        "and Auto-Accept Suggestions (under the image), pick toolbar → Auto-Detect (M) → keypoints, a "
+        f"label in the “{demo.CLICK_CAPTION}” row, and click a garment. Submit a few tasks, then "
+        "Settings → Model → Start Training"
     )
     console.print(
         f"  logs in {opts.data_dir / 'logs'}; `{COMMAND} status` shows what runs; Ctrl-C or "

@@ -34,29 +34,67 @@ def _labels(*, aliases: bool, smart: bool = False) -> str:
             attrs += f' predicted_values="{predicted}"'
         if smart:
             attrs += ' smart="true"'
-        out.append(f"    <Label {attrs}/>")
+        out.append(f"      <Label {attrs}/>")
     return "\n".join(out)
+
+
+# The caption over each row of labels, by control name: the four rows hold the same labels, so
+# without them nothing on the screen says which tool a row picks. The README names them too.
+POLYGON_CAPTION = "Outline with a polygon"
+BRUSH_CAPTION = "Paint with a brush"
+CLICK_CAPTION = "Segment Anything: click"
+BOX_CAPTION = "Segment Anything: box"
+CAPTIONS: Mapping[str, str] = {
+    "garment": POLYGON_CAPTION,
+    "mask": BRUSH_CAPTION,
+    "click": CLICK_CAPTION,
+    "box": BOX_CAPTION,
+}
+# Label Studio's editor (1.23) sends a click or a box to SAM only from its smart tools: with
+# Auto-Annotation on, the toolbar's Auto-Detect button (hotkey M) holds a keypoint and a rectangle
+# tool; picking a label does not select them. smartOnly keeps the plain keypoint and rectangle
+# tools out, so a click never makes a bare keypoint without a mask. The hints say so on screen.
+SMART_HINT = "with Auto-Annotation on: toolbar → Auto-Detect (M) → "
+CLICK_HINT = f" ({SMART_HINT}keypoints, a label here, then click; Alt-click excludes)"
+BOX_HINT = f" ({SMART_HINT}rectangle, a label here, then drag)"
+SMART = 'smart="true" smartOnly="true"'
+
+
+def _group(caption: str, tag: str, attrs: str, labels: str) -> str:
+    """One captioned row: a Header over a labels control."""
+    return (
+        f'  <View>\n    <Header value="{caption}" size="6"/>\n'
+        f"    <{tag} {attrs}>\n{labels}\n    </{tag}>\n  </View>"
+    )
 
 
 # Polygons first: the segmentation backend fills the first control that has a label, so each
 # object is one polygon. SAM answers a smart keypoint or box with a brush mask in "mask".
 # The labels come before the image so that they show above it.
-LABEL_CONFIG = f"""<View>
-  <Header value="Outline each garment: a polygon, a brush, or a Segment Anything click or box"/>
-  <PolygonLabels name="garment" toName="image" strokeWidth="2" opacity="0.35">
-{_labels(aliases=True)}
-  </PolygonLabels>
-  <BrushLabels name="mask" toName="image" opacity="0.5">
-{_labels(aliases=False)}
-  </BrushLabels>
-  <KeyPointLabels name="click" toName="image" smart="true" smartOnly="true">
-{_labels(aliases=False, smart=True)}
-  </KeyPointLabels>
-  <RectangleLabels name="box" toName="image" smart="true" smartOnly="true" predict="false">
-{_labels(aliases=False, smart=True)}
-  </RectangleLabels>
-  <Image name="image" value="$image" zoom="true" zoomControl="true"/>
-</View>"""
+_GROUPS = (
+    _group(
+        POLYGON_CAPTION,
+        "PolygonLabels",
+        'name="garment" toName="image" strokeWidth="2" opacity="0.35"',
+        _labels(aliases=True),
+    ),
+    _group(BRUSH_CAPTION, "BrushLabels", 'name="mask" toName="image" opacity="0.5"', _labels(aliases=False)),
+    _group(
+        CLICK_CAPTION + CLICK_HINT,
+        "KeyPointLabels",
+        f'name="click" toName="image" {SMART}',
+        _labels(aliases=False, smart=True),
+    ),
+    _group(
+        BOX_CAPTION + BOX_HINT,
+        "RectangleLabels",
+        f'name="box" toName="image" {SMART} predict="false"',
+        _labels(aliases=False, smart=True),
+    ),
+)
+LABEL_CONFIG = "\n".join(
+    ["<View>", *_GROUPS, '  <Image name="image" value="$image" zoom="true" zoomControl="true"/>', "</View>"]
+)
 
 # Random weights score every object around 1e-4 and find hundreds: keep the five best per image,
 # so the demo shows a few regions. Set these variables yourself to override them.
