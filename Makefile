@@ -8,17 +8,17 @@ export LABELSTACK_LS_VENV := $(CURDIR)/.venvs/label-studio
 .PHONY: up down status test lint typecheck pytest bootstrap manifests
 
 bootstrap:
-	scripts/bootstrap.sh backend label-studio
+	@scripts/bootstrap.sh backend label-studio
 
 up: bootstrap
-	$(BIN)/labelstack up $(ARGS)
+	@./labelstack up $(ARGS)
 
 # The same as ./labelstack down and ./labelstack status, which the README and the banner show.
 down:
-	./labelstack down
+	@./labelstack down
 
 status:
-	./labelstack status
+	@./labelstack status
 
 lint: bootstrap
 	$(BIN)/ruff check .

