@@ -6,7 +6,8 @@
 3. Apply the rendered children that drifted; prune the ones no longer rendered. An object
    this stack does not control is never touched (``ChildConflict``).
 4. Observe readiness from the Deployments.
-5. Wire Label Studio when it answers (projects, backends, storages).
+5. Check the Secrets the spec names (``SecretMissing``), and wire Label Studio when it
+   answers (projects, backends, storages).
 6. Write ``status`` and post Events, only when something changed.
 
 Errors: a retryable API failure (after the wrapper's own retries) raises
@@ -29,7 +30,7 @@ from labelstack_common import wiring
 from labelstack_common.labelstudio import LabelStudioClient, LabelStudioError, RetryPolicy
 from labelstack_common.wiring import WiringResult, plan_hash
 from labelstack_operator import admin as admin_secret
-from labelstack_operator import children, collisions, events
+from labelstack_operator import children, collisions, events, references
 from labelstack_operator.config import OperatorConfig
 from labelstack_operator.events import StackRef
 from labelstack_operator.kube import STACK, Kube, KubeError
@@ -37,6 +38,7 @@ from labelstack_operator.plans import SecretError, project_plans, referenced_bac
 from labelstack_operator.render import Stack, build_children
 from labelstack_operator.spec import SpecError, check_stack_name, parse_spec
 from labelstack_operator.status import (
+    READY,
     WIRED,
     Check,
     LabelingStackStatus,
@@ -283,22 +285,33 @@ def _reconcile(
     for name in generated:
         events.post(ctx.kube, ref, events.NORMAL, events.SECRET_GENERATED, f"generated Secret {name}")
     _post_sync_events(ctx.kube, ref, sync)
-    if _conflicts(ctx, ref, body, sync):
-        return
+    if not _conflicts(ctx, ref, body, sync):
+        _observe(ctx, ref, body, stack, sync, admin.token)
 
+
+def _observe(
+    ctx: Context, ref: StackRef, body: Mapping[str, Any], stack: Stack, sync: children.SyncResult, token: str
+) -> None:
+    """Readiness, referenced Secrets and wiring, then the status and its Events."""
+    meta = body.get("metadata") or {}
+    stored = body.get("status")
+    previous = parse_status(stored)
+    missing = references.missing_secrets(ctx.kube, stack.namespace, references.referenced_secrets(stack.spec))
+    secrets_check = Check("False", "SecretMissing", "; ".join(missing)) if missing else None
     ls_check = observe_label_studio(stack, sync.live)
     backends_check, ready_backends, summary = observe_backends(stack, sync.live)
     wiring = wire_stack(
         ctx,
         stack,
-        token=admin.token,
+        token=token,
         previous=previous,
         label_studio_ready=ls_check.ok,
         ready_backends=ready_backends,
         rewire=str((meta.get("annotations") or {}).get(REWIRE_ANNOTATION, "")),
     )
     observed = Observed(
-        generation=generation,
+        generation=meta.get("generation"),
+        secrets=secrets_check,
         url=stack.label_studio_public_url,
         label_studio=ls_check,
         backends=backends_check,
@@ -313,6 +326,11 @@ def _reconcile(
         events.post(ctx.kube, ref, events.NORMAL, events.WIRED, wiring.result.summary())
     elif changed and wiring.check.reason == "WiringFailed":
         events.post(ctx.kube, ref, events.WARNING, events.WIRING_FAILED, wiring.check.message)
+    said = next(
+        (c.message for c in previous.conditions if c.type == READY and c.reason == "SecretMissing"), None
+    )
+    if secrets_check is not None and secrets_check.message != said:  # once per change, not every resync
+        events.post(ctx.kube, ref, events.WARNING, events.SECRET_MISSING, secrets_check.message)
     if sync.writes or changed:
         wired = next(c for c in new.conditions if c.type == WIRED)
         log.info(

@@ -86,6 +86,8 @@ class Observed:
     generation: int | None
     blocker: Check | None = None
     """Why nothing else could be observed (InvalidSpec, AdminSecretInvalid, ApplyFailed)."""
+    secrets: Check | None = None
+    """Secrets the spec names that are missing (SecretMissing); None when all are there."""
     url: str | None = None
     label_studio: Check = field(default_factory=lambda: Check("Unknown", "Pending"))
     backends: Check = field(default_factory=lambda: Check("Unknown", "Pending"))
@@ -112,6 +114,8 @@ def ready_check(observed: Observed) -> Check:
     """Ready sums the others; its reason is the first thing in the way."""
     if observed.blocker is not None:
         return observed.blocker
+    if observed.secrets is not None and not observed.secrets.ok:
+        return observed.secrets
     for name, check in (
         (LABEL_STUDIO_READY, observed.label_studio),
         (BACKENDS_READY, observed.backends),

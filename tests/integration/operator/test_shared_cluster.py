@@ -54,3 +54,56 @@ def test_a_later_stack_whose_children_would_collide_is_refused_before_any_write(
     later.patch_spec({"backends": [{"name": "sam2", **DEMO}]})
     wait_for("stack a-b's backend", lambda: later.deployment("a-b-sam2"))
     assert first.deployment("a-b-seg")["metadata"]["ownerReferences"] == owner
+
+
+def secret(namespace: str, name: str, keys: tuple[str, ...]) -> dict:
+    data = dict.fromkeys(keys, "e30=")  # "{}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": data,
+    }
+
+
+def test_missing_secrets_are_named_and_the_stack_resumes_by_itself_once_they_appear(kube_server, operator):
+    stack = StackDriver(kube_server, "secret-missing")
+    store = {
+        "bucket": "garment-models",
+        "prefix": "seg",
+        "credentialsSecret": {"name": "gcs-models", "key": "sa.json"},
+    }
+    stack.create(
+        {
+            "backends": [{"name": "seg", **DEMO, "modelStorage": {"gcs": store}}],
+            "ingress": {"enabled": True, "host": "label.example.com", "tlsSecretName": "label-tls"},
+        }
+    )
+    ready = stack.wait_condition("Ready", "False", "SecretMissing")
+    assert ready["message"] == (
+        "Secret gcs-models (backends[seg].modelStorage.gcs.credentialsSecret) does not exist; "
+        "Secret label-tls (ingress.tlsSecretName) does not exist"
+    )
+    # Nothing waits for them: cert-manager, say, writes the TLS Secret once the Ingress exists.
+    wait_for(
+        "the Ingress",
+        lambda: kube_server.get(
+            "networking.k8s.io/v1", "ingresses", stack.namespace, "garments-label-studio"
+        ),
+    )
+    assert stack.event_reasons().count("SecretMissing") == 1
+
+    kube_server.create(
+        secret(stack.namespace, "gcs-models", ("credentials.json",)), "secrets"
+    )  # the wrong key
+    stack.wait_condition(
+        "Ready",
+        "False",
+        "SecretMissing",
+        "Secret gcs-models (backends[seg].modelStorage.gcs.credentialsSecret) has no key 'sa.json'; "
+        "Secret label-tls (ingress.tlsSecretName) does not exist",
+    )
+    kube_server.delete("v1", "secrets", stack.namespace, "gcs-models")
+    kube_server.create(secret(stack.namespace, "gcs-models", ("sa.json",)), "secrets")
+    kube_server.create(secret(stack.namespace, "label-tls", ("tls.crt", "tls.key")), "secrets")
+    stack.wait_condition("Ready", "False", "Starting")  # the next resync, with no change to the stack
