@@ -29,11 +29,12 @@ def free_ports() -> Ports:
         return Ports(*(int(s.getsockname()[1]) for s in socks))
 
 
-def up_command(data_dir: Path, ports: Ports, *extra: str) -> list[str]:
+def up_command(data_dir: Path, ports: Ports, *extra: str, demo: bool = True) -> list[str]:
+    """``labelstack up`` on these ports; with ``demo``, it downloads no default weights."""
     return [
         labelstack(), "up", "--data-dir", str(data_dir), "--port", str(ports.label_studio),
         "--seg-port", str(ports.segmentation), "--sam-port", str(ports.sam),
-        "--redis-port", str(ports.redis), *extra,
+        "--redis-port", str(ports.redis), *(["--demo"] if demo else []), *extra,
     ]  # fmt: skip
 
 

@@ -11,12 +11,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 
 from labelstack_common.contract import SAM_MODEL_TYPES, Env
 from labelstack_tools.cli.common import COMMAND, console
 from labelstack_tools.cli.stackopts import add_data_dir, data_dir
-from labelstack_tools.localstack import credentials, demo
+from labelstack_tools.localstack import credentials, demo, weights
 from labelstack_tools.localstack.plan import Ports, StackOptions
 from labelstack_tools.localstack.up import Ready, up
 
@@ -45,7 +54,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     ports.add_argument("--sam-port", type=int, default=d.sam, help=f"SAM backend (default {d.sam})")
     ports.add_argument("--redis-port", type=int, default=d.redis, help=f"Redis (default {d.redis})")
-    models = p.add_argument_group("models (default: random demo weights)")
+    models = p.add_argument_group(
+        "models (default: YOLOv8n-seg and MobileSAM, fetched once into ~/.cache/labelstack/weights "
+        "and checked against pinned sha256s; offline, random demo weights)"
+    )
     models.add_argument(
         "--seg-weights",
         type=Path,
@@ -62,6 +74,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--sam-model-type",
         choices=SAM_MODEL_TYPES,
         help="the checkpoint's architecture (default: read from its file name)",
+    )
+    models.add_argument(
+        "--demo",
+        action="store_true",
+        help="download nothing: random demo weights for what --seg-weights and --sam-checkpoint leave out",
     )
     what = p.add_argument_group("what to run")
     what.add_argument("--no-sam", action="store_true", help="leave the interactive SAM backend out")
@@ -80,6 +97,7 @@ def options(args: argparse.Namespace) -> StackOptions:
         sam=not args.no_sam,
         redis=not args.no_redis,
         cpu=args.cpu,
+        demo=args.demo,
     )
 
 
@@ -96,8 +114,9 @@ def print_ready(ready: Ready) -> None:
         them = "backends run" if len(which) > 1 else "backend runs"
         console.print(
             f"[yellow]demo mode:[/] the {' and '.join(which)} {them} random weights: the regions are noise. "
-            "For real predictions pass --seg-weights yolov8n-seg.pt and --sam-checkpoint "
-            "sam_vit_b_01ec64.pth (or set LABELSTACK_SEG_WEIGHTS / LABELSTACK_SAM_CHECKPOINT)."
+            "For real predictions run `up` online without --demo (it fetches YOLOv8n-seg and MobileSAM "
+            "once), or pass --seg-weights and --sam-checkpoint (or set LABELSTACK_SEG_WEIGHTS / "
+            "LABELSTACK_SAM_CHECKPOINT)."
         )
     console.print(
         "  try: open a task and see the predicted polygons. For a SAM mask: switch on Auto-Annotation "
@@ -144,6 +163,24 @@ class RichReporter:
 
     def ready(self, ready: Ready) -> None:
         print_ready(ready)
+
+    @contextmanager
+    def downloading(self) -> Iterator[weights.Progress]:
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+        )
+        with Progress(*columns, console=console, transient=True) as bar:
+            tasks: dict[str, TaskID] = {}
+
+            def progress(file: weights.WeightFile, done: int, total: int) -> None:
+                if file.name not in tasks:
+                    tasks[file.name] = bar.add_task(f"downloading {file.title} ({file.name})", total=total)
+                bar.update(tasks[file.name], completed=done, total=total)
+
+            yield progress
 
 
 def run(args: argparse.Namespace) -> int:

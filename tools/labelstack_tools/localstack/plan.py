@@ -41,6 +41,7 @@ class StackOptions:
     sam: bool = True
     redis: bool = True
     cpu: bool = False
+    demo: bool = False  # random weights for what has none; fetch no default weights
 
     @property
     def seg_demo(self) -> bool:

@@ -12,7 +12,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -21,7 +21,16 @@ from typing import Protocol
 from labelstack_common.contract import PredictorKind
 from labelstack_common.errors import LabelStackError
 from labelstack_common.labelstudio import LabelStudioClient
-from labelstack_tools.localstack import credentials, install, probes, procs, project, samples, state
+from labelstack_tools.localstack import (
+    credentials,
+    install,
+    probes,
+    procs,
+    project,
+    samples,
+    state,
+    weights,
+)
 from labelstack_tools.localstack.files import private_dir
 from labelstack_tools.localstack.labelstudio import (
     DEFAULT_VENV_ENV,
@@ -86,6 +95,9 @@ class Reporter(Protocol):
 
     def ready(self, ready: Ready) -> None:
         """The banner: where to go, how to log in."""
+
+    def downloading(self) -> contextlib.AbstractContextManager[weights.Progress]:
+        """While default weights download: the callable reports each file's bytes so far."""
 
 
 class Stop(Exception):
@@ -152,6 +164,40 @@ def check_ports(opts: StackOptions, redis: bool) -> None:
                 f"port {port} ({what}) is already in use: stop what runs there, or pick another "
                 f"port with {flag} N"
             )
+
+
+def wanted_weights(opts: StackOptions) -> list[weights.WeightFile]:
+    """The default files to fetch: for each backend given no weights, unless told --demo."""
+    if opts.demo:
+        return []
+    seg = [weights.YOLO_SEG] if opts.seg_weights is None else []
+    sam = [weights.MOBILE_SAM] if opts.sam and opts.sam_checkpoint is None else []
+    return seg + sam
+
+
+def with_default_weights(opts: StackOptions, out: Reporter) -> StackOptions:
+    """``opts`` with the default weights, verified, for what it leaves out; what cannot be had
+    stays the demo's random weights, with the reason in one line."""
+    wanted = wanted_weights(opts)
+    if not wanted:
+        return opts
+    with out.downloading() as progress:
+        for file in wanted:
+            try:
+                path, fresh = weights.fetch(file, progress)
+            except weights.WeightsError as exc:
+                out.warn(
+                    f"demo mode: {exc}; random weights for what has none (pass --seg-weights and "
+                    f"--sam-checkpoint, or set {weights.BASE_URL_ENV} to a mirror)"
+                )
+                break  # offline, the next file fails the same way
+            how = "downloaded and" if fresh else "in the cache,"
+            out.done(f"{file.title} weights {how} sha256 verified: {path}")
+            if file is weights.YOLO_SEG:
+                opts = replace(opts, seg_weights=path)
+            else:
+                opts = replace(opts, sam_checkpoint=path, sam_model_type=None)
+    return opts
 
 
 def find_redis(opts: StackOptions, out: Reporter) -> str | None:
@@ -303,6 +349,7 @@ def up(opts: StackOptions, out: Reporter) -> int:
     check_not_running(layout.root, out)
     redis_binary = find_redis(opts, out)
     check_ports(opts, redis_binary is not None)
+    opts = with_default_weights(opts, out)
     binary = label_studio_bin()
     ensure_label_studio(binary, layout, out)
     ls = prepare_data(layout, opts.ports.label_studio, binary, out)
