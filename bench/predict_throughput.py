@@ -1,36 +1,50 @@
-"""Predict throughput: one request of N tasks versus N requests of one task.
+"""Predict throughput: one request of N tasks versus N requests of one task, with few and
+with many objects per image, against the model alone; and where a /predict spends its time.
 
 Runs the real backend under gunicorn with images served over local HTTP, as Label
-Studio would send them. Also measures the model's own batched throughput (no HTTP,
-images already decoded) for comparison.
+Studio would send them. The models are YOLOv8n-seg built from config with scores biased
+so that they find about 5 and about 60 objects per image (``tests/support/busy_model.py``:
+a fixed seed, calibrated on the first images of the run). The reference is the model
+alone on the same decoded images: ultralytics' own predictor (forward, NMS, its mask
+processing) and its own mask-to-polygon (``masks.xy``), in the backend's batches and one
+image at a time.
 
-    python -m bench.predict_throughput --tasks 32 --repeats 5
-    python -m bench.predict_throughput --weights yolov8l-seg.pt --device cuda:0   # on a GPU
+    python -m bench.predict_throughput --tasks 16 --repeats 3            # CPU, 5 and 60 objects
+    python -m bench.predict_throughput --weights yolov8l-seg.pt --device cuda:0   # real weights
 """
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))  # ultralytics would set 1
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
 import argparse
 import functools
 import http.server
+import io
 import json
-import os
 import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import requests
 from PIL import Image
 
 from tests.support.backend import run_backend
+from tests.support.busy_model import CONF, busy_model
 
 CONFIG = (
     '<View><Image name="image" value="$image"/><PolygonLabels name="p" toName="image">'
     '<Label value="person"/></PolygonLabels></View>'
 )
+BRUSH_CONFIG = CONFIG.replace("PolygonLabels", "BrushLabels")
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -46,103 +60,182 @@ def serve(folder: Path) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
+def median_s(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def end_to_end(
+    work: Path, weights: str, tasks: list[dict[str, Any]], args: argparse.Namespace
+) -> tuple[float, float, list[int]]:
+    """Seconds for one request of every task, for one request per task, and regions per image."""
+    env = {
+        "LABELSTACK_SEG_WEIGHTS": weights,
+        "LABELSTACK_IMGSZ": str(args.imgsz),
+        "LABELSTACK_BATCH_SIZE": str(args.batch),
+        "LABELSTACK_DEVICE": args.device,
+        "LABELSTACK_SCORE_THRESHOLD": str(CONF),
+        "LABELSTACK_IMAGE_CACHE_BYTES": "0",  # measure fetching too, as on first sight of a task
+    }
+    with run_backend(work, env, ready_timeout=600) as backend:
+        session = requests.Session()
+        counts: list[int] = []
+
+        def post(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            r = session.post(
+                f"{backend.url}/predict", json={"tasks": batch, "label_config": CONFIG}, timeout=600
+            )
+            r.raise_for_status()
+            results: list[dict[str, Any]] = r.json()["results"]
+            assert len(results) == len(batch) and all("result" in x for x in results), results
+            return results
+
+        counts = [len(x["result"]) for x in post(tasks)]
+        batched = median_s(lambda: post(tasks), args.repeats)
+        single = median_s(lambda: [post([t]) for t in tasks], args.repeats)
+    return batched, single, counts
+
+
+def model_alone(weights: str, pil: list[Image.Image], batch: int, args: argparse.Namespace) -> float:
+    """Seconds for ultralytics alone: forward, NMS, its masks and its polygons (``masks.xy``)."""
+    from ultralytics import YOLO
+
+    from labelstack_backend import runtime
+
+    yolo = YOLO(weights, task="segment")
+    device = runtime.resolve_device(args.device)
+
+    def run() -> None:
+        for start in range(0, len(pil), batch):
+            results = yolo.predict(
+                pil[start : start + batch], imgsz=args.imgsz, conf=CONF, device=device, verbose=False
+            )
+            for r in results:
+                if r.masks is not None:
+                    r.masks.xy  # noqa: B018 - the polygons, as Label Studio's example backend reads them
+
+    return median_s(run, args.repeats)
+
+
+def profile(weights: str, jpegs: list[bytes], args: argparse.Namespace) -> dict[str, float]:
+    """Milliseconds per image in each step of the backend's /predict, in process, one batch at a time."""
+    from labelstack_backend import runtime
+    from labelstack_backend.geometry import fitted_size
+    from labelstack_backend.images import decode_image
+    from labelstack_backend.labelconfig import build_label_map, parse_label_config
+    from labelstack_backend.regions import detections_to_regions, prediction
+    from labelstack_backend.yolo.model import SegmentationModel, raw_detections, scaled_bgr
+
+    device = runtime.resolve_device(args.device)
+    model = SegmentationModel.load(weights, "bench", device=device, half=False, imgsz=args.imgsz)
+    maps = {
+        form: build_label_map(parse_label_config(cfg).controls, model.names)
+        for form, cfg in (("polygons", CONFIG), ("RLE", BRUSH_CONFIG))
+    }
+    batch = args.batch or 4
+    steps: dict[str, list[float]] = {}
+
+    def timed(step: str, fn: Callable[[], Any]) -> Any:
+        t = time.perf_counter()
+        out = fn()
+        steps.setdefault(step, []).append(time.perf_counter() - t)
+        return out
+
+    for _ in range(args.repeats):
+        for start in range(0, len(jpegs), batch):
+            chunk = jpegs[start : start + batch]
+            images = timed("decode", lambda c=chunk: [decode_image(b, 10**9) for b in c])
+            arrays = timed(
+                "scale",
+                lambda i=images: [scaled_bgr(im, fitted_size((im.height, im.width), args.imgsz)) for im in i],
+            )
+            raws = model.forward(arrays, conf=CONF, max_det=300)
+            for step, key in (("letterbox", "preprocess"), ("forward", "inference"), ("NMS", "postprocess")):
+                steps.setdefault(step, []).append(sum(r.speed[key] for r in raws) / 1000)
+            dets = timed(
+                "masks",
+                lambda r=raws, i=images: [
+                    raw_detections(x, (im.height, im.width)) for x, im in zip(r, i, strict=True)
+                ],
+            )
+            for form, label_map in maps.items():
+                regions = timed(
+                    form,
+                    lambda d=dets, i=images, m=label_map: [
+                        detections_to_regions(
+                            x, m, width=im.width, height=im.height, threshold=CONF, tolerance=1.0, id_seed="b"
+                        )
+                        for x, im in zip(d, i, strict=True)
+                    ],
+                )
+                timed(f"JSON ({form})", lambda r=regions: json.dumps([prediction(x, "v") for x in r]))
+    images_seen = len(jpegs) * args.repeats
+    ms = {step: 1000 * sum(v) / images_seen for step, v in steps.items()}
+    ms["letterbox"] += ms.pop("scale")
+    return ms
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tasks", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--tasks", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--imgsz", type=int, default=640)
-    ap.add_argument("--weights", default="", help="a YOLOv8-seg .pt; default: random yolov8n-seg from config")
-    ap.add_argument("--config", default="yolov8n-seg.yaml", help="model config for the random model")
+    ap.add_argument("--objects", default="5,60", help="objects per image of the biased models")
+    ap.add_argument("--weights", default="", help="a YOLOv8-seg .pt instead of the biased models")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch", type=int, default=0, help="images per forward pass; 0: the backend's default")
     ap.add_argument("--out", default="", help="write the figures as JSON here")
     args = ap.parse_args()
 
+    from labelstack_backend import runtime
+    from labelstack_backend.settings import Settings
+
+    device = runtime.resolve_device(args.device)
+    batch = args.batch or Settings.from_env({}).batch_for(device)
     work = Path(tempfile.mkdtemp(prefix="bench-predict-"))
     images = work / "images"
     images.mkdir()
     rng = np.random.default_rng(0)
+    jpegs = []
     for i in range(args.tasks):
-        arr = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
-        Image.fromarray(arr).save(images / f"{i}.jpg", quality=90)
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+        jpegs.append(buf.getvalue())
+        (images / f"{i}.jpg").write_bytes(jpegs[-1])
+    pil = [Image.open(io.BytesIO(b)).convert("RGB") for b in jpegs]
     base = serve(images)
     tasks = [{"id": i, "data": {"image": f"{base}/{i}.jpg"}} for i in range(args.tasks)]
-    env = {
-        "LABELSTACK_IMGSZ": str(args.imgsz),
-        "LABELSTACK_BATCH_SIZE": str(args.batch),
-        "LABELSTACK_DEVICE": args.device,
-        "LABELSTACK_SCORE_THRESHOLD": "0.25",
-        "LABELSTACK_IMAGE_CACHE_BYTES": "0",  # measure fetching too, as on first sight of a task
-        "YOLO_OFFLINE": "1",
-    }
-    if args.weights:
-        env["LABELSTACK_SEG_WEIGHTS"] = args.weights
-    else:
-        env.update({"LABELSTACK_DEMO_MODEL": "1", "LABELSTACK_SEG_MODEL_CONFIG": args.config})
 
-    with run_backend(work, env, ready_timeout=600) as backend:
-        session = requests.Session()
+    cases = {"weights": args.weights} if args.weights else {}
+    for n in (int(x) for x in args.objects.split(",")) if not args.weights else ():
+        path = work / f"busy-{n}.pt"
+        busy_model(path, n, imgsz=args.imgsz, calibration=pil[:4])
+        cases[f"{n} objects"] = str(path)
 
-        def batched() -> float:
-            t = time.perf_counter()
-            r = session.post(
-                f"{backend.url}/predict", json={"tasks": tasks, "label_config": CONFIG}, timeout=600
-            )
-            r.raise_for_status()
-            assert len(r.json()["results"]) == len(tasks)
-            return time.perf_counter() - t
-
-        def one_by_one() -> float:
-            t = time.perf_counter()
-            for task in tasks:
-                r = session.post(
-                    f"{backend.url}/predict", json={"tasks": [task], "label_config": CONFIG}, timeout=600
-                )
-                r.raise_for_status()
-            return time.perf_counter() - t
-
-        batched()  # warm up (first CUDA kernels, allocator)
-        one_by_one()
-        b = [batched() for _ in range(args.repeats)]
-        s = [one_by_one() for _ in range(args.repeats)]
-
-    # The model alone: decoded images, one batched call, no HTTP, no regions.
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    from labelstack_backend import runtime
-    from labelstack_backend.yolo.model import SegmentationModel
-
-    device = runtime.resolve_device(args.device)
-    source = args.weights or args.config
-    model = SegmentationModel.load(
-        source, "bench", device=device, half=runtime.use_half(device, None), imgsz=args.imgsz
-    )
-    pil = [Image.open(images / f"{i}.jpg").convert("RGB") for i in range(args.tasks)]
-    batch = args.batch or 32  # the model's own best case: one big batch
-    model.detect(pil, conf=0.25, batch_size=batch)
-    m = []
-    for _ in range(args.repeats):
-        t = time.perf_counter()
-        model.detect(pil, conf=0.25, batch_size=batch)
-        m.append(time.perf_counter() - t)
-
+    figures: dict[str, Any] = {"device": device, "tasks": args.tasks, "imgsz": args.imgsz, "batch": batch}
     n = args.tasks
-    fig = {
-        "device": device,
-        "model": source,
-        "tasks": n,
-        "imgsz": args.imgsz,
-        "batched_request_s": statistics.median(b),
-        "one_per_request_s": statistics.median(s),
-        "model_only_s": statistics.median(m),
-    }
-    fig["batched_img_per_s"] = n / fig["batched_request_s"]
-    fig["one_per_request_img_per_s"] = n / fig["one_per_request_s"]
-    fig["model_only_img_per_s"] = n / fig["model_only_s"]
-    fig["speedup_batched_vs_single"] = fig["one_per_request_s"] / fig["batched_request_s"]
-    fig["end_to_end_vs_model"] = fig["batched_img_per_s"] / fig["model_only_img_per_s"]
-    print(json.dumps(fig, indent=2))
+    for name, weights in cases.items():
+        batched, single, counts = end_to_end(work / name.replace(" ", "-"), weights, tasks, args)
+        alone_batched = model_alone(weights, pil, batch, args)
+        alone_single = model_alone(weights, pil, 1, args)
+        figures[name] = {
+            "regions_per_image": statistics.median(counts),
+            "one_request_img_per_s": n / batched,
+            "model_alone_batched_img_per_s": n / alone_batched,
+            "vs_model_batched": alone_batched / batched,
+            "one_per_request_img_per_s": n / single,
+            "model_alone_single_img_per_s": n / alone_single,
+            "vs_model_single": alone_single / single,
+            "profile_ms_per_image": profile(weights, jpegs, args),
+        }
+        print(json.dumps({name: figures[name]}, indent=2), flush=True)
     if args.out:
-        Path(args.out).write_text(json.dumps(fig, indent=2))
+        Path(args.out).write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

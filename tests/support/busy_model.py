@@ -46,11 +46,11 @@ def busy_model(
     yolo.model.names = coco_names()
     # PyTorch's default init shrinks the features layer after layer until every place of
     # every image scores the same; a variance-keeping init gives scores that differ.
+    head = yolo.model.model[-1]
     for module in yolo.model.modules():
-        if isinstance(module, torch.nn.Conv2d):
+        if isinstance(module, torch.nn.Conv2d) and module is not head.dfl.conv:  # DFL's is fixed: 0..15
             torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
     yolo.model.eval()
-    head = yolo.model.model[-1]
     finals = [branch[-1] for branch in head.cv3]  # the class-score convs, one per scale
     seen: list[list[torch.Tensor]] = [[] for _ in finals]
     hooks = [

@@ -71,10 +71,13 @@ def test_a_mixed_size_request_gives_each_image_its_single_answer(client):
     for task, batched, single in zip(tasks, together, alone, strict=True):
         got, want = masks(batched), masks(single)
         assert len(got) == len(want), task
-        # Each region alone has its counterpart in the batch, one to one.
-        matched = [max(range(len(got)), key=lambda j, m=m: iou(m, got[j])) for m in want]
-        assert sorted(matched) == list(range(len(got))), task
-        assert all(iou(m, got[j]) >= 0.99 for m, j in zip(want, matched, strict=True)), task
+        # Each region alone has its counterpart in the batch, one to one (objects overlap, so
+        # the best match is taken among those not matched yet).
+        free = list(range(len(got)))
+        for m in want:
+            best = max(free, key=lambda j, m=m: iou(m, got[j]))
+            assert iou(m, got[best]) >= 0.99, task
+            free.remove(best)
 
 
 def test_the_model_file_is_made_the_same_way_twice(tmp_path: Path):

@@ -131,24 +131,32 @@ class SegmentationModel:
         for members in groups.values():
             for start in range(0, len(members), batch_size):
                 chunk = members[start : start + batch_size]
-                arrays = [_scaled_bgr(images[i], fitted[i]) for i in chunk]
-                with self._lock:
-                    raws = self.yolo.predict(
-                        arrays,
-                        imgsz=self.imgsz,
-                        conf=conf,
-                        max_det=max_det,
-                        device=self.device,
-                        quantize=16 if self.half else None,
-                        verbose=False,
-                        predictor=_raw_predictor(),
-                    )
+                raws = self.forward(
+                    [scaled_bgr(images[i], fitted[i]) for i in chunk], conf=conf, max_det=max_det
+                )
                 for i, raw in zip(chunk, raws, strict=True):
                     out[i] = raw_detections(raw, (images[i].height, images[i].width))
         return out
 
+    def forward(
+        self, arrays: Sequence[npt.NDArray[np.uint8]], *, conf: float, max_det: int
+    ) -> list[RawOutput]:
+        """Letterbox padding, the forward pass and NMS for images already scaled, all to one size."""
+        with self._lock:
+            raws: list[RawOutput] = self.yolo.predict(
+                list(arrays),
+                imgsz=self.imgsz,
+                conf=conf,
+                max_det=max_det,
+                device=self.device,
+                quantize=16 if self.half else None,
+                verbose=False,
+                predictor=_raw_predictor(),
+            )
+        return raws
 
-def _scaled_bgr(image: Image.Image, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+
+def scaled_bgr(image: Image.Image, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
     """The image as ultralytics' letterbox scales it (BGR, bilinear), before the padding."""
     bgr: npt.NDArray[np.uint8] = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
     h, w = size
