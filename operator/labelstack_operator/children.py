@@ -38,6 +38,7 @@ from labelstack_operator.kube import (
     PDB,
     PVC,
     SERVICE,
+    SERVICE_MONITOR,
     Kind,
     Kube,
     KubeError,
@@ -48,6 +49,8 @@ from labelstack_operator.render import Manifest, Stack, is_data
 
 # The kinds build_children renders, listed once per reconcile to see what exists.
 CHILD_KINDS: tuple[Kind, ...] = (PVC, SERVICE, DEPLOYMENT, HPA, PDB, NETWORK_POLICY, INGRESS)
+# Kinds of other projects' CRDs, listed only for stacks that use them; a cluster may lack them.
+OPTIONAL_KINDS: tuple[Kind, ...] = (SERVICE_MONITOR,)
 
 Key = tuple[str, str]  # (kind, name)
 
@@ -152,6 +155,8 @@ class SyncResult:
     restored: list[Key] = field(default_factory=list)
     pruned: list[Key] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
+    uninstalled: list[Kind] = field(default_factory=list)
+    """Optional kinds the API server does not serve (their CRD is not installed): skipped."""
 
     @property
     def writes(self) -> int:
@@ -168,24 +173,39 @@ class RefusedChildren(KubeError):
         self.result = result
 
 
-def list_children(kube: Kube, stack: Stack, kinds: Iterable[Kind] = CHILD_KINDS) -> dict[Key, Manifest]:
+def list_children(
+    kube: Kube, stack: Stack, kinds: Iterable[Kind] = CHILD_KINDS, uninstalled: list[Kind] | None = None
+) -> dict[Key, Manifest]:
+    """Every child of these kinds; an optional kind the server does not serve goes to ``uninstalled``."""
     live: dict[Key, Manifest] = {}
     for kind in kinds:
-        for obj in kube.list(kind, stack.namespace, stack.child_selector()):
+        try:
+            found = kube.list(kind, stack.namespace, stack.child_selector())
+        except KubeError as err:
+            if not (err.not_found and kind in OPTIONAL_KINDS and uninstalled is not None):
+                raise
+            uninstalled.append(kind)
+            continue
+        for obj in found:
             obj.setdefault("kind", kind.kind)  # list items may omit kind and apiVersion
             obj.setdefault("apiVersion", kind.api_version)
             live[key_of(obj)] = obj
     return live
 
 
-def sync_children(kube: Kube, stack: Stack, desired: Sequence[Manifest], *, seen_before: bool) -> SyncResult:
+def sync_children(
+    kube: Kube, stack: Stack, desired: Sequence[Manifest], *, seen_before: bool, optional: Iterable[Kind] = ()
+) -> SyncResult:
     """Apply what drifted and prune what is no longer rendered.
 
     ``seen_before``: this generation was reconciled already, so a missing child
-    was deleted by someone (restored) rather than never created.
+    was deleted by someone (restored) rather than never created. ``optional``: kinds of
+    OPTIONAL_KINDS to look at too (rendered now, or maybe left from before).
     """
-    result = SyncResult(live=list_children(kube, stack))
-    wanted = [with_hash(obj) for obj in desired]
+    result = SyncResult()
+    result.live = list_children(kube, stack, (*CHILD_KINDS, *optional), result.uninstalled)
+    skipped = {(k.api_version, k.kind) for k in result.uninstalled}
+    wanted = [with_hash(obj) for obj in desired if (obj["apiVersion"], obj["kind"]) not in skipped]
     refused: list[tuple[Key, KubeError]] = []
     for obj in wanted:
         key = key_of(obj)

@@ -25,6 +25,7 @@ INVALID_SPEC = "InvalidSpec"
 APPLY_FAILED = "ApplyFailed"
 CHILD_CONFLICT = "ChildConflict"
 NAME_COLLISION = "NameCollision"
+SERVICE_MONITOR_SKIPPED = "ServiceMonitorSkipped"
 SECRET_MISSING = "SecretMissing"  # noqa: S105 (an event reason, not a secret)
 WIRED = "Wired"
 WIRING_FAILED = "WiringFailed"

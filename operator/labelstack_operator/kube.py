@@ -69,11 +69,25 @@ INGRESS = Kind("networking.k8s.io/v1", "Ingress", "ingresses")
 NETWORK_POLICY = Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
 HPA = Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers")
 PDB = Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets")
+# The Prometheus operator's; its CRD may not be installed (children.sync_children copes).
+SERVICE_MONITOR = Kind("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors")
 STACK = Kind(c.API_VERSION, c.KIND, c.PLURAL)
 
 KINDS: dict[tuple[str, str], Kind] = {
     (k.api_version, k.kind): k
-    for k in (DEPLOYMENT, SERVICE, PVC, SECRET, EVENT, INGRESS, NETWORK_POLICY, HPA, PDB, STACK)
+    for k in (
+        DEPLOYMENT,
+        SERVICE,
+        PVC,
+        SECRET,
+        EVENT,
+        INGRESS,
+        NETWORK_POLICY,
+        HPA,
+        PDB,
+        SERVICE_MONITOR,
+        STACK,
+    )
 }
 
 

@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 from labelstack_operator import constants as c
-from labelstack_operator.children import CHILD_KINDS
+from labelstack_operator.children import CHILD_KINDS, OPTIONAL_KINDS
 from labelstack_operator.kube import EVENT, SECRET, STACK, Kind
 
 Rule = dict[str, list[str]]
@@ -61,7 +61,7 @@ def secret_rules() -> list[Rule]:
 def operator_rules(*, secrets: bool = True) -> list[Rule]:
     """Every rule; without ``secrets``, the ones a cluster-wide ClusterRole carries."""
     by_group: dict[str, list[Kind]] = {}
-    for kind in CHILD_KINDS:
+    for kind in (*CHILD_KINDS, *OPTIONAL_KINDS):
         by_group.setdefault(kind.group, []).append(kind)
     return [
         _rule([STACK], ("list", "watch", "patch")),

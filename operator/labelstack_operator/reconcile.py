@@ -33,7 +33,7 @@ from labelstack_operator import admin as admin_secret
 from labelstack_operator import children, collisions, events, references
 from labelstack_operator.config import OperatorConfig
 from labelstack_operator.events import StackRef
-from labelstack_operator.kube import STACK, Kube, KubeError
+from labelstack_operator.kube import SERVICE_MONITOR, STACK, Kube, KubeError
 from labelstack_operator.plans import SecretError, project_plans, referenced_backends
 from labelstack_operator.render import Stack, build_children
 from labelstack_operator.spec import SpecError, check_stack_name, parse_spec
@@ -268,7 +268,11 @@ def _reconcile(
         if admin_secret.ensure_redis_password(ctx.kube, stack):
             generated.append(stack.redis_secret_name)
         seen_before = generation is not None and previous.observed_generation == generation
-        sync = children.sync_children(ctx.kube, stack, desired, seen_before=seen_before)
+        # ServiceMonitors are looked at only where one is asked for, or was (to prune it).
+        monitors = spec.monitoring.service_monitor.enabled or previous.service_monitor is not None
+        sync = children.sync_children(
+            ctx.kube, stack, desired, seen_before=seen_before, optional=[SERVICE_MONITOR] if monitors else []
+        )
     except admin_secret.SecretInvalid as err:
         _blocked(ctx, ref, body, Check("False", err.reason, str(err)), events.APPLY_FAILED)
         return
@@ -287,6 +291,16 @@ def _reconcile(
     _post_sync_events(ctx.kube, ref, sync)
     if not _conflicts(ctx, ref, body, sync):
         _observe(ctx, ref, body, stack, sync, admin.token)
+
+
+MONITOR_APPLIED = "Applied"
+MONITOR_SKIPPED = "Skipped: the monitoring.coreos.com/v1 ServiceMonitor CRD is not installed"
+
+
+def service_monitor_state(stack: Stack, sync: children.SyncResult) -> str | None:
+    if not stack.spec.monitoring.service_monitor.enabled:
+        return None
+    return MONITOR_SKIPPED if SERVICE_MONITOR in sync.uninstalled else MONITOR_APPLIED
 
 
 def _observe(
@@ -319,6 +333,7 @@ def _observe(
         backends_ready=summary,
         projects=wiring.projects,
         wiring_hash=wiring.wiring_hash,
+        service_monitor=service_monitor_state(stack, sync),
     )
     new = build_status(previous, observed)
     changed = _write_status(ctx.kube, ref, stored, new)
@@ -331,6 +346,9 @@ def _observe(
     )
     if secrets_check is not None and secrets_check.message != said:  # once per change, not every resync
         events.post(ctx.kube, ref, events.WARNING, events.SECRET_MISSING, secrets_check.message)
+    if new.service_monitor == MONITOR_SKIPPED != previous.service_monitor:
+        log.warning("%s/%s: ServiceMonitor %s", ref.namespace, ref.name, MONITOR_SKIPPED)
+        events.post(ctx.kube, ref, events.WARNING, events.SERVICE_MONITOR_SKIPPED, MONITOR_SKIPPED)
     if sync.writes or changed:
         wired = next(c for c in new.conditions if c.type == WIRED)
         log.info(

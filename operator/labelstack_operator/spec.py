@@ -484,6 +484,28 @@ class Project(_Model):
     """Cloud storage connected to the project."""
 
 
+class ServiceMonitor(_Model):
+    """A ServiceMonitor (Prometheus operator) for the backends' /metrics."""
+
+    enabled: bool = False
+    """Render it; where the monitoring.coreos.com CRD is missing, skipped (status.serviceMonitor says so)."""
+    interval: str = Field(default="30s", pattern=r"^[0-9]+(ms|s|m|h)$")
+    """How often Prometheus scrapes each backend pod."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Labels your Prometheus selects ServiceMonitors by (e.g. release: kube-prometheus-stack)."""
+
+
+class Monitoring(_Model):
+    """Scraping the backends' Prometheus metrics."""
+
+    service_monitor: ServiceMonitor = Field(default_factory=ServiceMonitor)
+    scraper_namespace: str | None = Field(default=None, pattern=DNS_LABEL, max_length=63)
+    """The namespace Prometheus runs in: the backends' NetworkPolicy admits it to their port (which serves
+    /metrics); Label Studio and Redis stay closed to it."""
+    scraper_pod_labels: dict[str, str] = Field(default_factory=dict)
+    """Narrow the admitted scraper to pods with these labels (in scraperNamespace)."""
+
+
 class RetentionPolicy(_Model):
     """What happens to data-bearing children (PVCs, the generated Secrets) when the stack goes."""
 
@@ -521,6 +543,8 @@ class LabelingStackSpec(_Model):
     """What happens to data when the stack is deleted."""
     image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list, max_length=8)
     """Pull secrets for every pod of the stack."""
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+    """Prometheus: a ServiceMonitor, and the scraper's way through the NetworkPolicy."""
 
     @model_validator(mode="after")
     def _references(self) -> Self:

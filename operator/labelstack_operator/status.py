@@ -64,6 +64,8 @@ class LabelingStackStatus(_Model):
     projects: list[ProjectRef] = Field(default_factory=list)
     wiring_hash: str | None = None
     """Hash of the last wiring plan carried out in full (a new plan is wired again)."""
+    service_monitor: str | None = None
+    """Applied, or why the ServiceMonitor asked for was skipped."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class Observed:
     projects: Sequence[ProjectRef] | None = None
     """None: wiring did not run this time; keep what the status says."""
     wiring_hash: str | None = None
+    service_monitor: str | None = None
 
 
 def now() -> str:
@@ -176,6 +179,7 @@ def build_status(
         conditions=conditions,
         projects=previous.projects if observed.projects is None else list(observed.projects),
         wiring_hash=observed.wiring_hash,
+        service_monitor=observed.service_monitor,
     )
 
 

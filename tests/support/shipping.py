@@ -18,11 +18,62 @@ from scripts import helm
 from scripts.render_manifests import CHART, json_schema
 
 KUBERNETES = "1.30.0"
+# Every release the chart and the operator's objects must stay valid for.
+KUBERNETES_VERSIONS = tuple(f"1.{minor}.0" for minor in range(27, 34))
+
+# monitoring.coreos.com/v1 ServiceMonitor, the fields the operator renders, as the Prometheus
+# operator's API reference types them (its CRD is not shipped here); unknown fields are refused.
+_DURATION = r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": {"type": "object"},  # ObjectMeta: checked by kubernetes-validate below
+        "spec": {
+            "type": "object",
+            "required": ["selector"],
+            "additionalProperties": False,
+            "properties": {
+                "selector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"matchLabels": _STRING_MAP, "matchExpressions": {"type": "array"}},
+                },
+                "namespaceSelector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "any": {"type": "boolean"},
+                        "matchNames": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string", "minLength": 1},
+                            "path": {"type": "string", "pattern": "^/"},
+                            "scheme": {"enum": ["http", "https", "HTTP", "HTTPS"]},
+                            "interval": {"type": "string", "pattern": _DURATION},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
 
 
 def crd_schema(crd: Mapping[str, Any]) -> dict[str, Any]:
     """A CRD's own OpenAPI schema, as draft-07 JSON Schema."""
-    (version,) = crd["spec"]["versions"]
+    (version,) = [v for v in crd["spec"]["versions"] if v["storage"]]
     return json_schema(version["schema"]["openAPIV3Schema"])  # type: ignore[no-any-return]
 
 
@@ -31,13 +82,18 @@ def checked_in_crd_schema() -> dict[str, Any]:
 
 
 def validate(obj: Mapping[str, Any]) -> None:
-    """Kubernetes 1.30, strict; a LabelingStack against the CRD's schema and the spec model."""
+    """Kubernetes 1.27 to 1.33, strict; a LabelingStack against the CRD's schema and the spec model;
+    a ServiceMonitor against SERVICE_MONITOR_SCHEMA, its metadata as Kubernetes' ObjectMeta."""
     if obj["kind"] == c.KIND:
         assert obj["apiVersion"] == c.API_VERSION
         jsonschema.validate(dict(obj), checked_in_crd_schema())
         parse_spec(obj.get("spec", {}))
         return
-    kubernetes_validate.validate(dict(obj), KUBERNETES, strict=True)
+    if obj["kind"] == "ServiceMonitor":
+        jsonschema.validate(dict(obj), SERVICE_MONITOR_SCHEMA)
+        obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj["metadata"]}
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(dict(obj), version, strict=True)
 
 
 def by_kind(objs: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:

@@ -120,6 +120,15 @@ FULL: dict[str, Any] = {
     ],
     "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain"},
     "imagePullSecrets": [{"name": "registry-creds"}],
+    "monitoring": {
+        "serviceMonitor": {
+            "enabled": True,
+            "interval": "15s",
+            "labels": {"release": "kube-prometheus-stack"},
+        },
+        "scraperNamespace": "monitoring",
+        "scraperPodLabels": {"app.kubernetes.io/name": "prometheus"},
+    },
 }
 
 # A small stack that exercises every kind of child without needing Secrets other than the admin's.
@@ -149,9 +158,14 @@ def api_server_defaults(schema: dict[str, Any], value: Any) -> Any:
     return value
 
 
-def crd_spec_schema(crd: dict[str, Any]) -> dict[str, Any]:
+def crd_spec_schema_root(crd: dict[str, Any]) -> dict[str, Any]:
+    """The openAPIV3Schema of a CRD's storage version."""
     (version,) = (v for v in crd["spec"]["versions"] if v["storage"])
-    return version["schema"]["openAPIV3Schema"]["properties"]["spec"]  # type: ignore[no-any-return]
+    return version["schema"]["openAPIV3Schema"]  # type: ignore[no-any-return]
+
+
+def crd_spec_schema(crd: dict[str, Any]) -> dict[str, Any]:
+    return crd_spec_schema_root(crd)["properties"]["spec"]  # type: ignore[no-any-return]
 
 
 def spec(base: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from labelstack_operator.render.labelstudio import (
     build_label_studio_deployment,
     build_label_studio_service,
 )
+from labelstack_operator.render.monitoring import build_service_monitor
 from labelstack_operator.render.network import build_backends_network_policy, build_redis_network_policy
 from labelstack_operator.render.redis import build_redis_claim, build_redis_deployment, build_redis_service
 from labelstack_operator.render.scaling import build_backend_autoscaler, build_backend_disruption_budget
@@ -77,6 +78,8 @@ def build_children(stack: Stack) -> list[Manifest]:
             objs.append(build_backend_disruption_budget(stack, backend))
     if spec.backends:
         objs.append(build_backends_network_policy(stack))
+        if spec.monitoring.service_monitor.enabled:
+            objs.append(build_service_monitor(stack))
     if spec.ingress.enabled:
         objs.append(build_ingress(stack))
     return [own(stack, obj) for obj in objs]

@@ -1,4 +1,5 @@
-"""NetworkPolicies: backends answer only Label Studio, Redis answers only the backends."""
+"""NetworkPolicies: backends answer only Label Studio (and a scraper, when one is named), Redis
+answers only the backends."""
 
 from __future__ import annotations
 
@@ -25,8 +26,25 @@ def _only_from(stack: Stack, name: str, target: str, source: str, port: int) -> 
     }
 
 
+# The namespace label the API server sets on every namespace (1.21+).
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
 def build_backends_network_policy(stack: Stack) -> Manifest:
-    return _only_from(stack, f"{stack.name}-backends", BACKEND, LABEL_STUDIO, c.BACKEND_PORT)
+    policy = _only_from(stack, f"{stack.name}-backends", BACKEND, LABEL_STUDIO, c.BACKEND_PORT)
+    monitoring = stack.spec.monitoring
+    if monitoring.scraper_namespace:
+        # The backend serves /metrics on its API port: a policy cannot tell paths apart, so the
+        # scraper gets that one port, and nothing of Label Studio or Redis.
+        peer: Manifest = {
+            "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: monitoring.scraper_namespace}}
+        }
+        if monitoring.scraper_pod_labels:
+            peer["podSelector"] = {"matchLabels": dict(monitoring.scraper_pod_labels)}
+        policy["spec"]["ingress"].append(
+            {"from": [peer], "ports": [{"protocol": "TCP", "port": c.BACKEND_PORT}]}
+        )
+    return policy
 
 
 def build_redis_network_policy(stack: Stack) -> Manifest:

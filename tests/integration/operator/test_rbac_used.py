@@ -32,6 +32,7 @@ SPEC = {
             "resources": {"requests": {"cpu": "1"}},
         },
     ],
+    "monitoring": {"serviceMonitor": {"enabled": True}, "scraperNamespace": "monitoring"},
 }
 
 
@@ -61,6 +62,7 @@ def test_every_call_of_a_full_reconcile_is_granted_by_the_charts_default_role(ku
     assert ("labelstack.dev", "labelingstacks/finalizers", "update") in used
     assert {verb for _, resource, verb in used if resource == "deployments"} >= {"list", "patch", "delete"}
     assert ("", "secrets", "get") in used and ("", "secrets", "create") in used
+    assert ("monitoring.coreos.com", "servicemonitors", "patch") in used
     denied = sorted(p for p in used if not granted(role["rules"], p))
     assert denied == [], f"the chart's Role does not grant {denied}"
     # And nothing outside the watched namespace (a Role grants nothing there).

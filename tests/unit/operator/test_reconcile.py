@@ -210,3 +210,55 @@ def test_an_object_without_an_owner_is_not_adopted_but_retained_data_is(server, 
     assert "PersistentVolumeClaim" not in message
     claim = ns.get("v1", "persistentvolumeclaims", "garments-label-studio-data")
     assert claim["metadata"]["annotations"][c.CONFIG_HASH_ANNOTATION]  # applied: it is the stack's own
+
+
+MONITORED: dict[str, Any] = {
+    "backends": [{"name": "seg", "type": "segmentation", "weights": {"demo": True}}],
+    "monitoring": {"serviceMonitor": {"enabled": True}, "scraperNamespace": "monitoring"},
+}
+
+
+def test_a_service_monitor_is_applied_when_asked_for_and_pruned_when_no_longer(server, ctx):
+    ns = Namespace(server, "monitored")
+    ns.create_stack(MONITORED)
+    reconcile.reconcile(ctx, ns.stack())
+    monitor = ns.get("monitoring.coreos.com/v1", "servicemonitors", "garments-backends")
+    assert monitor["metadata"]["ownerReferences"][0]["uid"] == ns.stack()["metadata"]["uid"]
+    assert ns.stack()["status"]["serviceMonitor"] == "Applied"
+
+    mark = len(server.requests())
+    reconcile.reconcile(ctx, ns.stack())
+    assert ns.writes_since(mark) == []
+
+    spec = stacks.spec(MONITORED)
+    spec["monitoring"]["serviceMonitor"]["enabled"] = False
+    server.patch(c.API_VERSION, c.PLURAL, ns.name, "garments", {"spec": spec})
+    reconcile.reconcile(ctx, ns.stack())
+    assert ns.names("monitoring.coreos.com/v1", "servicemonitors") == set()
+    assert "serviceMonitor" not in ns.stack()["status"]
+    # From then on, ServiceMonitors are not even listed for this stack.
+    mark = len(server.requests())
+    reconcile.reconcile(ctx, ns.stack())
+    assert not [
+        r for r in server.operator_requests(mark) if r.resource and r.resource.plural == "servicemonitors"
+    ]
+
+
+def test_without_the_prometheus_operators_crd_the_service_monitor_is_skipped_and_said_so(server, ctx):
+    ns = Namespace(server, "no-prometheus-operator")
+    server.emulator.fail("GET", "servicemonitors", 404, reason="NotFound", times=100)
+    try:
+        ns.create_stack(MONITORED)
+        reconcile.reconcile(ctx, ns.stack())
+        reconcile.reconcile(ctx, ns.stack())
+    finally:
+        server.emulator.faults.clear()
+    status = ns.stack()["status"]
+    assert (
+        status["serviceMonitor"]
+        == "Skipped: the monitoring.coreos.com/v1 ServiceMonitor CRD is not installed"
+    )
+    assert ns.condition("Ready")["reason"] == "Starting"  # the rest of the stack goes on
+    assert "garments-seg" in ns.names("apps/v1", "deployments")
+    skipped = [e for e in server.list("v1", "events", ns.name) if e["reason"] == "ServiceMonitorSkipped"]
+    assert len(skipped) == 1 and skipped[0]["type"] == "Warning"

@@ -12,6 +12,7 @@ from labelstack_operator.render import Stack, build_admin_secret, build_children
 from labelstack_operator.render.backends import GPU_RESOURCE
 from labelstack_operator.spec import parse_spec
 from tests.support import stacks
+from tests.support.shipping import validate
 
 UID = "4f3d2c1b-0000-4000-8000-000000000001"
 
@@ -48,11 +49,50 @@ def env(cont: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     "spec", [stacks.MINIMAL, stacks.SMALL, stacks.FULL], ids=["minimal", "small", "full"]
 )
-def test_every_object_validates_against_kubernetes_1_30_strict(spec):
+def test_every_object_validates_against_kubernetes_1_27_to_1_33_strict(spec):
     objs = rendered(spec)
     assert objs
     for obj in objs:
-        kubernetes_validate.validate(obj, "1.30.0", strict=True)
+        validate(obj)
+
+
+def test_the_service_monitor_scrapes_every_backend_of_the_stack_and_the_scraper_gets_their_port_only():
+    objs = by_key(rendered(stacks.FULL))
+    monitor = objs[("ServiceMonitor", "garments-backends")]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["labelling"]}
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "http", "path": "/metrics", "scheme": "http", "interval": "15s"}
+    ]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    services = [
+        o
+        for k, o in objs.items()
+        if k[0] == "Service" and selector.items() <= o["metadata"]["labels"].items()
+    ]
+    assert sorted(s["metadata"]["name"] for s in services) == [
+        "garments-sam",
+        "garments-seg",
+        "garments-seg-cloud",
+    ]
+    assert all(s["spec"]["ports"][0]["name"] == "http" for s in services)
+
+    from_label_studio, from_scraper = objs[("NetworkPolicy", "garments-backends")]["spec"]["ingress"]
+    assert from_scraper == {
+        "from": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+            }
+        ],
+        "ports": [{"protocol": "TCP", "port": 9090}],
+    }
+    assert len(objs[("NetworkPolicy", "garments-redis")]["spec"]["ingress"]) == 1  # Redis: backends only
+    # Off by default: no ServiceMonitor, no way in for a scraper.
+    small = by_key(rendered(stacks.SMALL))
+    assert not [k for k in small if k[0] == "ServiceMonitor"]
+    assert len(small[("NetworkPolicy", "garments-backends")]["spec"]["ingress"]) == 1
 
 
 def test_minimal_spec_renders_label_studio_and_redis_only():
@@ -248,7 +288,7 @@ def test_backends_are_reachable_only_from_label_studio_and_redis_only_from_backe
     backends = objs[("NetworkPolicy", "garments-backends")]["spec"]
     assert backends["policyTypes"] == ["Ingress"]
     assert backends["podSelector"]["matchLabels"][c.LABEL_COMPONENT] == "backend"
-    (rule,) = backends["ingress"]
+    rule = backends["ingress"][0]  # then the scraper's (test_the_service_monitor_...)
     (peer,) = rule["from"]
     assert peer == {
         "podSelector": {
