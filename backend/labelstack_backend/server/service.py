@@ -39,7 +39,7 @@ from labelstack_backend.server.projects import MemoryProjectStore, ProjectInfo, 
 from labelstack_backend.server.workers import WorkerBoard
 from labelstack_backend.settings import Settings
 from labelstack_backend.training.manager import TrainingManager
-from labelstack_backend.training.state import JobState
+from labelstack_backend.training.state import JobState, JobStatus
 from labelstack_common.contract import Env
 from labelstack_common.labelstudio import LabelStudioClient
 
@@ -214,10 +214,7 @@ class BackendService:
             ls = self._training_access(event.project)
             if event.action in TRAIN_ACTIONS:
                 decision = self.trainer.request(event.project, "START_TRAINING from Label Studio", ls)
-                return (201 if decision.started else 200), {
-                    "status": decision.status,
-                    "job": decision.state.to_json(),
-                }
+                return (201 if decision.started else 200), training_answer(decision.status, decision.state)
             if event.cancelled:
                 return 200, {"status": "ignored", "reason": "skipped annotations do not count"}
             try:
@@ -227,19 +224,34 @@ class BackendService:
                 return 200, {"status": "not_counted", "reason": exc.reason}
             if decision_or_none is None:
                 return 200, {"status": "counted"}
-            return 201, {"status": decision_or_none.status, "job": decision_or_none.state.to_json()}
+            return 201, training_answer(decision_or_none.status, decision_or_none.state)
         handled = self.predictor.webhook(event, self.label_studio(event.project))
         if handled is not None:
             return handled
         return 200, {"status": "ignored", "action": event.action}
 
     def versions(self, project_value: Any) -> dict[str, Any]:
+        """One project's versions and training; without a project, the default model's, and every
+        known project's under ``projects`` (so a bare GET shows a training that runs)."""
         project = project_id(project_value)
+        if project:
+            return self._project_versions(project)
+        body: dict[str, Any] = {
+            "versions": self.predictor.versions(None),
+            "model_version": self.predictor.model_version(None),
+        }
+        trained = {job.project for job in self.jobs() if job.runs or job.active}
+        body["projects"] = {
+            p: self._project_versions(p) for p in sorted(set(self.known_projects()) | trained)
+        }
+        return body
+
+    def _project_versions(self, project: str) -> dict[str, Any]:
         body: dict[str, Any] = {
             "versions": self.predictor.versions(project),
             "model_version": self.predictor.model_version(project),
         }
-        if project and self.trainer is not None:
+        if self.trainer is not None:
             try:
                 body["training"] = self.trainer.state(project).to_json()
             except RedisUnavailable as exc:
@@ -304,3 +316,16 @@ class BackendService:
             return self.trainer.store.all()
         except RedisUnavailable:
             return []  # labelstack_redis_up says why
+
+
+def training_answer(status: str, state: JobState) -> dict[str, Any]:
+    """The answer to a training request: Label Studio keeps ``job`` as the training's id (128
+    characters at most), so it is a short string; the state is under ``training``, as in /versions."""
+    run = state.runs + (1 if state.status == JobStatus.QUEUED else 0)  # runs counts started ones
+    return {
+        "status": status,
+        "job": f"project-{state.project}-run-{run}",
+        "training": state.to_json(),
+        "message": f"training of project {state.project}: {status}; GET /versions?project={state.project} "
+        "follows it",
+    }

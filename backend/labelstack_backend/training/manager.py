@@ -204,6 +204,18 @@ class TrainingManager:
 
         return self.store.update(project, fail)
 
+    def join(self, timeout: float) -> bool:
+        """Wait until every training started here is reaped, its outcome recorded and logged; False
+        if some still runs after ``timeout`` s. For a clean shutdown, and tests that end a job."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if not self._children:
+                    return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
     def running_children(self) -> int:
         with self._lock:
             return sum(1 for c in self._children if c.poll() is None)
