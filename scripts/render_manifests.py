@@ -100,7 +100,8 @@ def json_schema(node: Any) -> Any:
 
 def spec_schema() -> Schema:
     crd = build_crd()
-    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    (stored,) = [v for v in crd["spec"]["versions"] if v["storage"]]
+    spec = stored["schema"]["openAPIV3Schema"]["properties"]["spec"]
     return json_schema(spec)  # type: ignore[no-any-return]
 
 

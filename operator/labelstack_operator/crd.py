@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -119,11 +120,44 @@ def model_schema(model: type[Any], *, documented: bool = False) -> Schema:
     return structural(raw, raw.get("$defs", {}), documented=documented)  # type: ignore[no-any-return]
 
 
-def build_crd() -> dict[str, Any]:
-    spec = model_schema(LabelingStackSpec)
+@dataclass(frozen=True)
+class CrdVersion:
+    """One served version of the CRD: its name, the models its schema comes from, its state.
+
+    A second version (v1beta1, docs/operator.md#versions) is one more entry in VERSIONS; exactly
+    one is the storage version, the one the operator watches (constants.VERSION).
+    """
+
+    name: str
+    spec_model: type[Any]
+    status_model: type[Any]
+    storage: bool
+    served: bool = True
+    deprecation_warning: str | None = None
+
+
+VERSIONS: tuple[CrdVersion, ...] = (
+    CrdVersion(c.VERSION, LabelingStackSpec, LabelingStackStatus, storage=True),
+)
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {
+        "name": "Reason",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+    },
+    {"name": "URL", "type": "string", "jsonPath": ".status.url"},
+    {"name": "Backends", "type": "string", "jsonPath": ".status.backends"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def version_schema(version: CrdVersion) -> Schema:
+    spec = model_schema(version.spec_model)
     spec["default"] = {}
-    status = model_schema(LabelingStackStatus)
-    schema: Schema = {
+    return {
         "type": "object",
         "description": "LabelingStack: Label Studio, its ML backends and Redis, wired together.",
         "properties": {
@@ -131,9 +165,29 @@ def build_crd() -> dict[str, Any]:
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
             "spec": spec,
-            "status": status,
+            "status": model_schema(version.status_model),
         },
     }
+
+
+def _version(version: CrdVersion) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": version.name, "served": version.served, "storage": version.storage}
+    if version.deprecation_warning:
+        out["deprecated"] = True
+        out["deprecationWarning"] = version.deprecation_warning
+    out["subresources"] = {"status": {}}
+    out["additionalPrinterColumns"] = PRINTER_COLUMNS
+    out["schema"] = {"openAPIV3Schema": version_schema(version)}
+    return out
+
+
+def storage_version(versions: tuple[CrdVersion, ...] = VERSIONS) -> CrdVersion:
+    (stored,) = [v for v in versions if v.storage]
+    return stored
+
+
+def build_crd(versions: tuple[CrdVersion, ...] = VERSIONS) -> dict[str, Any]:
+    storage_version(versions)  # exactly one
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -152,31 +206,9 @@ def build_crd() -> dict[str, Any]:
                 "shortNames": list(c.SHORT_NAMES),
                 "categories": list(c.CATEGORIES),
             },
-            "versions": [
-                {
-                    "name": c.VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {
-                            "name": "Ready",
-                            "type": "string",
-                            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-                        },
-                        {
-                            "name": "Reason",
-                            "type": "string",
-                            "priority": 1,
-                            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
-                        },
-                        {"name": "URL", "type": "string", "jsonPath": ".status.url"},
-                        {"name": "Backends", "type": "string", "jsonPath": ".status.backends"},
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
-                    "schema": {"openAPIV3Schema": schema},
-                }
-            ],
+            # Schemas that differ only by additions need no conversion: the API server rewrites
+            # apiVersion alone (strategy None, its default). Anything else needs a webhook first.
+            "versions": [_version(v) for v in versions],
         },
     }
 
@@ -230,7 +262,7 @@ def spec_reference() -> str:
             elif prop.get("type") == "array" and prop.get("items", {}).get("type") == "object":
                 walk(prop["items"], f"{path}[].")
 
-    walk(model_schema(LabelingStackSpec, documented=True), "spec.")
+    walk(model_schema(storage_version().spec_model, documented=True), "spec.")
     return "\n".join(rows) + "\n"
 
 

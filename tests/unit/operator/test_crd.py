@@ -12,15 +12,16 @@ import pytest
 import yaml
 
 from labelstack_operator import constants as c
-from labelstack_operator.crd import build_crd, render_yaml
-from labelstack_operator.spec import parse_spec
+from labelstack_operator.crd import CrdVersion, build_crd, render_yaml
+from labelstack_operator.spec import LabelingStackSpec, parse_spec
+from labelstack_operator.status import LabelingStackStatus
 from tests.support import stacks
 
 REPO = Path(__file__).resolve().parents[3]
 
 
 def openapi() -> dict[str, Any]:
-    return build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return stacks.crd_spec_schema_root(build_crd())
 
 
 def test_checked_in_crd_is_up_to_date():
@@ -120,3 +121,20 @@ def test_lists_keyed_by_name_and_title_so_the_api_server_refuses_duplicates():
     assert spec["backends"]["x-kubernetes-list-type"] == "map"
     assert spec["backends"]["x-kubernetes-list-map-keys"] == ["name"]
     assert spec["projects"]["x-kubernetes-list-map-keys"] == ["title"]
+
+
+def test_a_second_version_is_one_more_entry_served_beside_the_stored_one():
+    beta = CrdVersion("v1beta1", LabelingStackSpec, LabelingStackStatus, storage=False)
+    alpha = CrdVersion(
+        c.VERSION, LabelingStackSpec, LabelingStackStatus, storage=True, deprecation_warning="use v1beta1"
+    )
+    crd = build_crd((alpha, beta))
+    assert [(v["name"], v["served"], v["storage"]) for v in crd["spec"]["versions"]] == [
+        (c.VERSION, True, True),
+        ("v1beta1", True, False),
+    ]
+    assert crd["spec"]["versions"][0]["deprecated"] is True
+    assert "conversion" not in crd["spec"]  # strategy None: the schemas are the same
+    kubernetes_validate.validate(crd, "1.30.0", strict=True)
+    with pytest.raises(ValueError):
+        build_crd((beta,))  # no storage version
