@@ -138,19 +138,28 @@ def _linear_taps(out_size: int, in_size: int, lo: int, hi: int) -> tuple[Indices
     return i0, i0 + (i0 < in_size - 1), w0, w1
 
 
+Taps = tuple[Indices, Indices, Float32, Float32]
+
+
+def _upsample(low: Float32, rows: Taps, cols: Taps) -> Float32:
+    r0, r1, a0, a1 = rows
+    c0, c1, b0, b1 = cols
+    top, bottom = low[r0], low[r1]
+    # torch sums the two taps of a row as fma(t0, w0, t1 * w1), then the two rows the same way.
+    upper = _fma(top[:, c0], b0, top[:, c1] * b1)
+    lower = _fma(bottom[:, c0], b0, bottom[:, c1] * b1)
+    return _fma(upper, a0[:, None], lower * a1[:, None])
+
+
 def upsample_window(
     low: Float32, out_hw: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]
 ) -> Float32:
     """Rows ``rows`` and columns ``cols`` (half-open) of ``F.interpolate(low, out_hw,
     mode="bilinear")``, bit for bit: a mask pixel is the sign of its logit, so the
     window must equal what upsampling the whole mask would give."""
-    r0, r1, a0, a1 = _linear_taps(out_hw[0], low.shape[0], *rows)
-    c0, c1, b0, b1 = _linear_taps(out_hw[1], low.shape[1], *cols)
-    top, bottom = low[r0], low[r1]
-    # torch sums the two taps of a row as fma(t0, w0, t1 * w1), then the two rows the same way.
-    upper = _fma(top[:, c0], b0, top[:, c1] * b1)
-    lower = _fma(bottom[:, c0], b0, bottom[:, c1] * b1)
-    return _fma(upper, a0[:, None], lower * a1[:, None])
+    return _upsample(
+        low, _linear_taps(out_hw[0], low.shape[0], *rows), _linear_taps(out_hw[1], low.shape[1], *cols)
+    )
 
 
 def _span(lo: float, hi: float, size: int) -> tuple[int, int]:
@@ -169,33 +178,24 @@ def instance_mask(
 
     The same pixels as upsampling the logits to the whole input, keeping the box and
     resampling onto the image (what ultralytics' ``process_mask`` and
-    :func:`unletterbox_mask` did), but only the window the box needs is upsampled.
+    :func:`unletterbox_mask` did), but only the box is upsampled: outside it the mask
+    is 0, which is also what the resampling reads beyond the window.
     ``None`` when the mask is empty at input resolution (ultralytics drops those).
     """
-    ih, iw = input_hw
-    lb = Letterbox.of(orig_hw, input_hw)
-    x0, y0, x1, y1 = _crop_window(box, orig_hw)
-    g = lb.gain
-    # The input pixels the resampling reads, one to spare each side, and those inside the box.
-    reads = (
-        np.floor(g * (x0 + 0.5) + lb.left - 0.5) - 1,
-        np.floor(g * (y0 + 0.5) + lb.top - 0.5) - 1,
-        np.floor(g * (x1 - 0.5) + lb.left - 0.5) + 3,
-        np.floor(g * (y1 - 0.5) + lb.top - 0.5) + 3,
-    )
     inside = np.ceil(box_in)  # pixel c is in the box when box_in[0] <= c < box_in[2]
-    cols = _span(min(reads[0], inside[0]), max(reads[2], inside[2]), iw)
-    rows = _span(min(reads[1], inside[1]), max(reads[3], inside[3]), ih)
+    cols = _span(inside[0], inside[2], input_hw[1])
+    rows = _span(inside[1], inside[3], input_hw[0])
     if cols[0] >= cols[1] or rows[0] >= rows[1]:
         return None
-    binary = upsample_window(logits, input_hw, rows, cols) > 0
-    xs = np.arange(*cols, dtype=np.float32)
-    ys = np.arange(*rows, dtype=np.float32)
-    binary &= ((ys >= box_in[1]) & (ys < box_in[3]))[:, None]
-    binary &= (xs >= box_in[0]) & (xs < box_in[2])
+    row_taps = _linear_taps(input_hw[0], logits.shape[0], *rows)
+    col_taps = _linear_taps(input_hw[1], logits.shape[1], *cols)
+    # Upsampled values are blends of these with weights >= 0: none > 0 means an empty mask.
+    if logits[row_taps[0][0] : row_taps[1][-1] + 1, col_taps[0][0] : col_taps[1][-1] + 1].max() <= 0:
+        return None
+    binary = _upsample(logits, row_taps, col_taps) > 0
     if not binary.any():
         return None
-    return unletterbox_mask(binary, lb, box, orig_hw, origin=(cols[0], rows[0]))
+    return unletterbox_mask(binary, Letterbox.of(orig_hw, input_hw), box, orig_hw, origin=(cols[0], rows[0]))
 
 
 def mask_polygons(mask: CropMask, tolerance: float = 1.0, min_area: float = 4.0) -> list[Points]:
