@@ -172,15 +172,22 @@ class RichReporter:
             DownloadColumn(),
             TransferSpeedColumn(),
         )
-        with Progress(*columns, console=console, transient=True) as bar:
-            tasks: dict[str, TaskID] = {}
+        # Started by the first byte only: a cached or offline start draws no (empty) bar.
+        bar = Progress(*columns, console=console, transient=True)
+        tasks: dict[str, TaskID] = {}
 
-            def progress(file: weights.WeightFile, done: int, total: int) -> None:
-                if file.name not in tasks:
-                    tasks[file.name] = bar.add_task(f"downloading {file.title} ({file.name})", total=total)
-                bar.update(tasks[file.name], completed=done, total=total)
+        def progress(file: weights.WeightFile, done: int, total: int) -> None:
+            if not tasks:
+                bar.start()
+            if file.name not in tasks:
+                tasks[file.name] = bar.add_task(f"downloading {file.title} ({file.name})", total=total)
+            bar.update(tasks[file.name], completed=done, total=total)
 
+        try:
             yield progress
+        finally:
+            if tasks:
+                bar.stop()
 
 
 def run(args: argparse.Namespace) -> int:
