@@ -65,7 +65,9 @@ def polygon_region(
 def brush_region(target: Target, mask: CropMask, rid: str, score: float | None) -> Region:
     region = _base(target, mask.image_width, mask.image_height, rid, score)
     region["type"] = BRUSH
-    region["value"] = {"format": "rle", "rle": rle.encode_list(mask.full()), "brushlabels": [target.label]}
+    # Encoded from the crop: a region costs its own pixels, not the image's.
+    encoded = rle.encode_window(mask.crop, mask.x0, mask.y0, mask.image_height, mask.image_width)
+    region["value"] = {"format": "rle", "rle": encoded.tolist(), "brushlabels": [target.label]}
     return region
 
 

@@ -111,45 +111,85 @@ def _split_long(
 
 
 def _block_codes(
-    flat: npt.NDArray[np.uint8], ends: npt.NDArray[np.intp], prev_end: int, s: _Scratch
+    ends: npt.NDArray[np.intp], values: npt.NDArray[np.uint8], prev_end: int, s: _Scratch
 ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
-    """Codes and widths of the runs ending at ``ends`` (the previous run ended at ``prev_end``)."""
+    """Codes and widths of the runs ending at ``ends`` with ``values`` (the previous run
+    ended at ``prev_end``)."""
     k = ends.size
     lengths = s.lengths[:k]
     lengths[0] = ends[0] - prev_end
     np.subtract(ends[1:], ends[:-1], out=lengths[1:])
     if lengths.max() > _MAX_PIXELS_PER_CODE:
-        return _split_long(lengths.copy(), flat[ends - 1])
+        return _split_long(lengths.copy(), values)
     codes, widths = s.codes[:k], s.widths[:k]
     np.take(_CODE, lengths, out=codes)
-    np.bitwise_or(codes, flat[ends - 1], out=codes)
+    np.bitwise_or(codes, values, out=codes)
     np.take(_WIDTH, lengths, out=widths)
     return codes, widths
 
 
-def encode(mask: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
-    """Encode a 2-D mask (values 0-255) to Label Studio brush RLE bytes."""
+def _as_uint8(mask: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
     if mask.ndim != 2:
         raise ValueError("mask must be 2-D")
     if mask.dtype == np.bool_:
-        mask = mask.view(np.uint8) * np.uint8(255)
-    elif mask.dtype != np.uint8:
+        return mask.view(np.uint8) * np.uint8(255)
+    if mask.dtype != np.uint8:
         if mask.size and (mask.min() < 0 or mask.max() > 255):
             raise ValueError("mask values must be within 0..255")
-        mask = mask.astype(np.uint8)
-    flat = np.ascontiguousarray(mask).ravel()
-    header, header_bits = _header(flat.size * 4)
+        return mask.astype(np.uint8)
+    return mask  # type: ignore[return-value]
+
+
+def _encode_runs(
+    ends: npt.NDArray[np.intp], values: npt.NDArray[np.uint8], pixels: int
+) -> npt.NDArray[np.uint8]:
+    """RLE bytes of ``pixels`` pixels in runs ending at ``ends`` (the last one at ``pixels``)."""
+    header, header_bits = _header(pixels * 4)
     packer = _Packer(header, header_bits)
-    if flat.size:
-        ends = _run_ends(flat)
+    if ends.size:
         s = _scratch.ensure(min(ends.size, _BLOCK))
         prev = 0
         for lo in range(0, ends.size, _BLOCK):
             block = ends[lo : lo + _BLOCK]
-            codes, widths = _block_codes(flat, block, prev, s)
+            codes, widths = _block_codes(block, values[lo : lo + _BLOCK], prev, s)
             packer.add(codes, widths, s)
             prev = int(block[-1])
     return packer.finish()
+
+
+def encode(mask: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
+    """Encode a 2-D mask (values 0-255) to Label Studio brush RLE bytes."""
+    flat = np.ascontiguousarray(_as_uint8(mask)).ravel()
+    ends = _run_ends(flat) if flat.size else np.zeros(0, np.intp)
+    return _encode_runs(ends, flat[ends - 1], flat.size)
+
+
+def encode_window(
+    window: npt.NDArray[np.generic], x0: int, y0: int, height: int, width: int
+) -> npt.NDArray[np.uint8]:
+    """:func:`encode` of a ``height`` x ``width`` mask that is 0 outside ``window`` (its
+    top-left pixel at ``x0``, ``y0``), without building the whole mask: the cost follows
+    the window, not the image."""
+    vals = _as_uint8(window)
+    h, w = vals.shape
+    if h == 0 or w == 0:
+        return encode(np.zeros((height, width), np.uint8))
+    # A zero after each row (and the last) stands for the zeros between this row's window
+    # and the next's; window pixel (r, j) is image pixel (y0 + r) * width + x0 + j, the
+    # extra one too. A window as wide as the image has no zeros between its rows.
+    pad = 1 if w < width else 0
+    flat = np.append(np.pad(vals, ((0, 0), (0, pad))).ravel(), np.uint8(0))
+    starts = np.flatnonzero(flat[1:] != flat[:-1]) + 1  # window indices where a run starts
+    first = flat[0] if x0 == 0 and y0 == 0 else np.uint8(0)  # the image's first pixel
+    if flat[0] != first:
+        starts = np.concatenate(([0], starts))
+    rows, cols = np.divmod(starts, w + pad)
+    at = (y0 + rows) * width + x0 + cols
+    pixels = height * width
+    keep = at < pixels  # the extra zero after the last row may lie past the image
+    ends = np.append(at[keep], pixels).astype(np.intp)
+    values = np.concatenate(([first], flat[starts[keep]])).astype(np.uint8)
+    return _encode_runs(ends, values, pixels)
 
 
 class _Packer:
