@@ -60,20 +60,40 @@ def serve(folder: Path) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def median_s(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def timed_s(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
 
 
-def end_to_end(
-    work: Path, weights: str, tasks: list[dict[str, Any]], args: argparse.Namespace
-) -> tuple[float, float, list[int]]:
-    """Seconds for one request of every task, for one request per task, and regions per image."""
+def model_alone(weights: str, pil: list[Image.Image], args: argparse.Namespace) -> Callable[[int], None]:
+    """ultralytics alone on decoded images, in batches of the given size: forward, NMS,
+    its masks and its polygons (``masks.xy``, as Label Studio's example backend reads them)."""
+    from ultralytics import YOLO
+
+    from labelstack_backend import runtime
+
+    yolo = YOLO(weights, task="segment")
+    device = runtime.resolve_device(args.device)
+
+    def run(batch: int) -> None:
+        for start in range(0, len(pil), batch):
+            results = yolo.predict(
+                pil[start : start + batch], imgsz=args.imgsz, conf=CONF, device=device, verbose=False
+            )
+            for r in results:
+                if r.masks is not None:
+                    r.masks.xy  # noqa: B018
+
+    return run
+
+
+def throughput(
+    work: Path, weights: str, tasks: list[dict[str, Any]], pil: list[Image.Image], args: argparse.Namespace
+) -> dict[str, float]:
+    """Seconds for one request of every task and for one request per task, and for the model
+    alone in the backend's batches and one image at a time. The four run in turn, repeat after
+    repeat, so that a neighbour's load on the machine weighs on all of them alike."""
     env = {
         "LABELSTACK_SEG_WEIGHTS": weights,
         "LABELSTACK_IMGSZ": str(args.imgsz),
@@ -82,9 +102,9 @@ def end_to_end(
         "LABELSTACK_SCORE_THRESHOLD": str(CONF),
         "LABELSTACK_IMAGE_CACHE_BYTES": "0",  # measure fetching too, as on first sight of a task
     }
+    alone = model_alone(weights, pil, args)
     with run_backend(work, env, ready_timeout=600) as backend:
         session = requests.Session()
-        counts: list[int] = []
 
         def post(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
             r = session.post(
@@ -95,31 +115,22 @@ def end_to_end(
             assert len(results) == len(batch) and all("result" in x for x in results), results
             return results
 
+        runs: dict[str, Callable[[], object]] = {
+            "one_request": lambda: post(tasks),
+            "model_alone_batched": lambda: alone(args.batch),
+            "one_per_request": lambda: [post([t]) for t in tasks],
+            "model_alone_single": lambda: alone(1),
+        }
         counts = [len(x["result"]) for x in post(tasks)]
-        batched = median_s(lambda: post(tasks), args.repeats)
-        single = median_s(lambda: [post([t]) for t in tasks], args.repeats)
-    return batched, single, counts
-
-
-def model_alone(weights: str, pil: list[Image.Image], batch: int, args: argparse.Namespace) -> float:
-    """Seconds for ultralytics alone: forward, NMS, its masks and its polygons (``masks.xy``)."""
-    from ultralytics import YOLO
-
-    from labelstack_backend import runtime
-
-    yolo = YOLO(weights, task="segment")
-    device = runtime.resolve_device(args.device)
-
-    def run() -> None:
-        for start in range(0, len(pil), batch):
-            results = yolo.predict(
-                pil[start : start + batch], imgsz=args.imgsz, conf=CONF, device=device, verbose=False
-            )
-            for r in results:
-                if r.masks is not None:
-                    r.masks.xy  # noqa: B018 - the polygons, as Label Studio's example backend reads them
-
-    return median_s(run, args.repeats)
+        for run in runs.values():
+            run()  # warm up
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(args.repeats):
+            for name, run in runs.items():
+                times[name].append(timed_s(run))
+    out = {name: statistics.median(t) for name, t in times.items()}
+    out["regions_per_image"] = statistics.median(counts)
+    return out
 
 
 def profile(weights: str, jpegs: list[bytes], args: argparse.Namespace) -> dict[str, float]:
@@ -218,19 +229,18 @@ def main() -> None:
         cases[f"{n} objects"] = str(path)
 
     figures: dict[str, Any] = {"device": device, "tasks": args.tasks, "imgsz": args.imgsz, "batch": batch}
+    args.batch = batch
     n = args.tasks
     for name, weights in cases.items():
-        batched, single, counts = end_to_end(work / name.replace(" ", "-"), weights, tasks, args)
-        alone_batched = model_alone(weights, pil, batch, args)
-        alone_single = model_alone(weights, pil, 1, args)
+        secs = throughput(work / name.replace(" ", "-"), weights, tasks, pil, args)
         figures[name] = {
-            "regions_per_image": statistics.median(counts),
-            "one_request_img_per_s": n / batched,
-            "model_alone_batched_img_per_s": n / alone_batched,
-            "vs_model_batched": alone_batched / batched,
-            "one_per_request_img_per_s": n / single,
-            "model_alone_single_img_per_s": n / alone_single,
-            "vs_model_single": alone_single / single,
+            "regions_per_image": secs["regions_per_image"],
+            "one_request_img_per_s": n / secs["one_request"],
+            "model_alone_batched_img_per_s": n / secs["model_alone_batched"],
+            "vs_model_batched": secs["model_alone_batched"] / secs["one_request"],
+            "one_per_request_img_per_s": n / secs["one_per_request"],
+            "model_alone_single_img_per_s": n / secs["model_alone_single"],
+            "vs_model_single": secs["model_alone_single"] / secs["one_per_request"],
             "profile_ms_per_image": profile(weights, jpegs, args),
         }
         print(json.dumps({name: figures[name]}, indent=2), flush=True)
