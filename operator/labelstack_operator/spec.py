@@ -180,6 +180,9 @@ class LabelStudio(_Model):
     admin_secret: AdminSecret = Field(default_factory=AdminSecret)
     env: list[EnvVar] = Field(default_factory=list, max_length=64)
     """Extra environment (a PostgreSQL database, for example)."""
+    signup: Literal["invite", "open"] = "invite"
+    """invite: only the organisation's invite link signs people up (LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK);
+    open: anyone who reaches Label Studio can sign up and see every project."""
 
 
 class SecretKey(_Model):

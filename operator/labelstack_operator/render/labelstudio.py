@@ -18,6 +18,7 @@ SECRET_TOKEN = "token"  # noqa: S105 (a key name)
 
 def get_label_studio_env(stack: Stack) -> list[Manifest]:
     secret = stack.admin_secret_name
+    ls = stack.spec.label_studio
     base = [
         parts.env_secret("LABEL_STUDIO_USERNAME", secret, SECRET_USERNAME),
         parts.env_secret("LABEL_STUDIO_PASSWORD", secret, SECRET_PASSWORD),
@@ -27,13 +28,15 @@ def get_label_studio_env(stack: Stack) -> list[Manifest]:
         # Backends live on ClusterIPs, which Label Studio refuses without these two.
         parts.env_value("ML_BLOCK_LOCAL_IP", "false"),
         parts.env_value("SSRF_PROTECTION_ENABLED", "false"),
+        # Closed by default: without it anyone reaching the ingress signs up and sees every project.
+        parts.env_value("LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK", str(ls.signup == "invite").lower()),
         parts.env_value("LABEL_STUDIO_HOST", stack.label_studio_public_url),
         parts.env_value("LABEL_STUDIO_BASE_DATA_DIR", DATA_DIR),
         # No phoning home from inside a cluster.
         parts.env_value("COLLECT_ANALYTICS", "false"),
         parts.env_value("LATEST_VERSION_CHECK", "false"),
     ]
-    return parts.merge_env(base, stack.spec.label_studio.env)
+    return parts.merge_env(base, ls.env)
 
 
 def build_label_studio_deployment(stack: Stack) -> Manifest:

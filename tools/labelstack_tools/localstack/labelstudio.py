@@ -53,6 +53,8 @@ class LabelStudioProcess:
     host: str = "127.0.0.1"
     local_files_root: Path | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # "invite": only the organisation's invite link signs people up, as on Kubernetes.
+    signup: str = "invite"
     proc: subprocess.Popen[bytes] | None = None
     log_file: Path | None = None  # default: label-studio.log in its data dir
 
@@ -74,6 +76,7 @@ class LabelStudioProcess:
             # ML backends on loopback and cluster addresses are refused without these.
             "ML_BLOCK_LOCAL_IP": "false",
             "SSRF_PROTECTION_ENABLED": "false",
+            "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": str(self.signup == "invite").lower(),
             "LABEL_STUDIO_HOST": self.url,
             "DJANGO_DB": "sqlite",
             "SENTRY_DSN": "",
