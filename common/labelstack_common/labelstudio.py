@@ -28,7 +28,7 @@ from label_studio_sdk.core.api_error import ApiError
 from labelstack_common.errors import LabelStackError
 from labelstack_common.retry import RetryPolicy
 
-__all__ = ["LabelStudioClient", "LabelStudioError", "RetryPolicy", "is_jwt"]
+__all__ = ["LabelStudioClient", "LabelStudioError", "RetryPolicy", "UserSession", "is_jwt"]
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +188,95 @@ class LabelStudioClient:
                 raise LabelStudioError("health", 0, f"not answering at {self.url} after {timeout:.0f}s")
             time.sleep(interval)
 
+    def invite_token(self) -> str:
+        """The organisation's invite token: the one way to sign up while sign-up is closed."""
+        return str(self.json("GET", "/api/invite", what="read the invite link")["token"])
+
     @contextmanager
     def closing(self) -> Iterator[LabelStudioClient]:
         try:
             yield self
         finally:
             self._session.close()
+
+
+class UserSession:
+    """Label Studio as one user sees it: its sign-up and log-in forms, then that user's own API token.
+
+    Label Studio 1.23 has no API that sets a password or issues a token for another user, so an
+    account is made the way a person makes one: signing up through the organisation's invite link.
+    """
+
+    def __init__(self, url: str, email: str, password: str, *, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.email = email
+        self._password = password
+        self.timeout = timeout
+        self._session = requests.Session()
+
+    def _csrf(self) -> str:
+        return self._session.cookies.get("csrftoken") or ""
+
+    def _form(self, path: str, data: dict[str, str], what: str) -> requests.Response:
+        try:
+            self._session.get(f"{self.url}{path}", timeout=self.timeout).raise_for_status()
+            return self._session.post(
+                f"{self.url}{path}",
+                data={**data, "csrfmiddlewaretoken": self._csrf()},
+                headers={"Referer": f"{self.url}{path}"},
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise _classify(what, exc) from exc
+
+    def log_in(self) -> bool:
+        """True when the email and password are right (a redirect); False when the form comes back."""
+        what = f"log in as {self.email}"
+        resp = self._form("/user/login/", {"email": self.email, "password": self._password}, what)
+        if resp.status_code >= 400:
+            raise LabelStudioError(what, resp.status_code, resp.text[:200])
+        return resp.status_code in (301, 302)
+
+    def sign_up(self, invite_token: str | None) -> bool:
+        """True when the account was created; False when the email is taken already."""
+        what = f"sign up {self.email}"
+        path = "/user/signup/" + (f"?token={invite_token}" if invite_token else "")
+        resp = self._form(path, {"email": self.email, "password": self._password}, what)
+        if resp.status_code in (301, 302):
+            return True
+        if resp.status_code == 200 and "already exists" in resp.text:
+            return False
+        reason = "sign-up refused" if resp.status_code == 403 else "the sign-up form was refused"
+        raise LabelStudioError(what, resp.status_code if resp.status_code != 200 else 400, reason)
+
+    def _api(self, method: str, path: str) -> Any:
+        what = f"{method} {path} as {self.email}"
+        try:
+            resp = self._session.request(
+                method,
+                f"{self.url}{path}",
+                headers={"X-CSRFToken": self._csrf(), "Referer": f"{self.url}/"},
+                timeout=self.timeout,
+            )
+            resp.raise_for_status()
+            return resp.json()
+        except requests.RequestException as exc:
+            raise _classify(what, exc) from exc
+
+    def token(self) -> str:
+        """This user's legacy API token (needs LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN)."""
+        return str(self._api("GET", "/api/current-user/token")["token"])
+
+    def reset_token(self) -> str:
+        """A new token for this user; the old one stops working at once."""
+        return str(self._api("POST", "/api/current-user/reset-token/")["token"])
+
+    def project_titles(self) -> list[str]:
+        """The titles of the projects this user sees."""
+        body = self._api("GET", "/api/projects?page_size=1000")
+        items = body.get("results", []) if isinstance(body, dict) else body
+        return [str(p["title"]) for p in items]
+
+    def close(self) -> None:
+        self._session.close()

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from labelstack_common.labelstudio import LabelStudioClient
+from labelstack_common.labelstudio import LabelStudioClient, LabelStudioError, UserSession
 
 log = logging.getLogger(__name__)
 
@@ -217,3 +217,52 @@ def wire(client: LabelStudioClient, plans: Sequence[ProjectPlan]) -> WiringResul
     """Bring Label Studio in line with ``plans``; raises ``LabelStudioError`` on the first failure."""
     wirer = _Wirer(client)
     return WiringResult(projects=[wirer.project(plan) for plan in plans])
+
+
+@dataclass(frozen=True)
+class UserResult:
+    email: str
+    created: bool
+    """Signed up by this call (through the organisation's invite link)."""
+    token: str | None = None
+    """The user's API token, when asked for."""
+    rotated: bool = False
+    """The token given was not the user's any more: a new one was issued, the old one revoked."""
+
+
+def ensure_user(
+    client: LabelStudioClient,
+    email: str,
+    password: str,
+    *,
+    want_token: bool = False,
+    token: str | None = None,
+) -> UserResult:
+    """Make sure ``email`` has an account, created once with ``password``; never logs the password.
+
+    With ``want_token``, the user's own API token is returned; when ``token`` is given and is not
+    the user's current one (its Secret was edited or emptied), a new token is issued, which
+    revokes the old. A declared user who changed their password is left alone; a token is only
+    read with the password the caller keeps.
+    """
+    session = UserSession(client.url, email, password, timeout=client.timeout)
+    try:
+        created = False
+        if not session.log_in():
+            created = session.sign_up(client.invite_token())
+            if not created and want_token:
+                raise LabelStudioError(
+                    f"log in as {email}", 403, "the account exists but its password is not the one kept"
+                )
+            if created:
+                log.info("created Label Studio user %s", email)
+        if not want_token or not (created or session.log_in()):
+            return UserResult(email, created)
+        current = session.token()
+        if token is not None and token != current:
+            current = session.reset_token()
+            log.info("issued a new API token for %s (the old one is revoked)", email)
+            return UserResult(email, created, current, rotated=True)
+        return UserResult(email, created, current)
+    finally:
+        session.close()
