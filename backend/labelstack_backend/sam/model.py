@@ -21,6 +21,7 @@ gate: it is stateless and runs concurrently (see :mod:`.decode`).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -34,7 +35,6 @@ from PIL import Image
 
 from labelstack_backend import metrics, runtime
 from labelstack_backend.errors import ModelLoadError
-from labelstack_backend.priority import PriorityGate
 from labelstack_backend.registry.store import file_digest
 from labelstack_backend.sam.embeddings import Embedding
 from labelstack_backend.settings import Settings
@@ -162,8 +162,32 @@ def load_checkpoint(net: Any, path: Path, model_type: str) -> None:
         ) from None
 
 
-#: One encoder run at a time; interactive callers go before background ones (precompute).
-EncoderGate = PriorityGate
+class EncoderGate:
+    """One encoder run at a time; interactive callers go before background ones."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._busy = False
+        self._waiting = 0  # interactive callers waiting
+
+    @contextmanager
+    def hold(self, background: bool = False) -> Iterator[None]:
+        with self._cond:
+            if not background:
+                self._waiting += 1
+            try:
+                while self._busy or (background and self._waiting):
+                    self._cond.wait()
+            finally:
+                if not background:
+                    self._waiting -= 1
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
 
 
 @contextmanager
