@@ -154,11 +154,15 @@ def one_stack(kube: KubeServer) -> dict[str, Any]:
     elapsed = time.monotonic() - t0
     settle(kube, ns, quiet=2.0)
     writes = writes_by_kind(kube, mark, ns)
+    # Reads by name include the ownership check: each child is looked up once before it is created.
+    reads = [r for r in kube.operator_requests(mark) if r.namespace == ns and r.method.value == "GET"]
     return {
         "children": len(want),
         "seconds_to_children": round(elapsed, 3),
         "writes": sum(writes.values()),
         "writes_by_kind": dict(sorted(writes.items())),
+        "reads": len(reads),
+        "reads_by_name": sum(1 for r in reads if r.name),
     }
 
 

@@ -155,8 +155,8 @@ def upsample_window(
     low: Float32, out_hw: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]
 ) -> Float32:
     """Rows ``rows`` and columns ``cols`` (half-open) of ``F.interpolate(low, out_hw,
-    mode="bilinear")``, bit for bit: a mask pixel is the sign of its logit, so the
-    window must equal what upsampling the whole mask would give."""
+    mode="bilinear")``, to the last bit of torch's CPU kernel: a mask pixel is the sign of
+    its logit, so the window must equal what upsampling the whole mask would give."""
     return _upsample(
         low, _linear_taps(out_hw[0], low.shape[0], *rows), _linear_taps(out_hw[1], low.shape[1], *cols)
     )

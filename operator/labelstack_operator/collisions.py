@@ -39,9 +39,27 @@ def claim(stack: Stack, created: str, children: Iterable[Manifest] | None = None
     return Claim(stack.name, stack.uid, created, frozenset(key_of(obj) for obj in rendered))
 
 
+# kopf's index calls claim_of on every event of a stack (status writes too), in its event loop:
+# render a spec once per generation, not once per event.
+_CACHE: dict[tuple[str, object], Claim | None] = {}
+_CACHE_SIZE = 4096
+
+
 def claim_of(body: Mapping[str, Any]) -> Claim | None:
     """A stack's claim, from its body; an invalid stack renders nothing, so it claims nothing."""
     meta = body.get("metadata") or {}
+    key = (str(meta.get("uid")), meta.get("generation"))
+    if key[1] is not None and key in _CACHE:
+        return _CACHE[key]
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.clear()
+    found = _claim_of(meta, body)
+    if key[1] is not None:
+        _CACHE[key] = found
+    return found
+
+
+def _claim_of(meta: Mapping[str, Any], body: Mapping[str, Any]) -> Claim | None:
     try:
         check_stack_name(meta["name"])
         spec = parse_spec(body.get("spec"))

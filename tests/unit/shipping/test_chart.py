@@ -41,6 +41,7 @@ def test_there_are_value_sets_for_what_users_deploy():
         "namespaced-values.yaml",
         "operator-options-values.yaml",
         "scale-out-values.yaml",
+        "cluster-wide-values.yaml",
     }
 
 

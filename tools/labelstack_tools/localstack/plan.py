@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labelstack_common import contract
 from labelstack_common.contract import SAM_TEST_TYPE, Env, PredictorKind, SamModelType
 from labelstack_common.errors import LabelStackError
 from labelstack_tools.localstack import demo
@@ -102,7 +101,11 @@ class ServiceSpec:
 
 def sam_model_type_for(checkpoint: Path) -> str | None:
     """The SAM type a checkpoint's usual file name names (sam_vit_h_4b8939.pth -> vit_h)."""
-    return contract.sam_model_type_for(checkpoint.name)
+    name = checkpoint.name.lower()
+    for kind in SamModelType:
+        if kind.value in name:
+            return kind.value
+    return None
 
 
 def sam_model_type(opts: StackOptions) -> str:
