@@ -4,9 +4,11 @@
 what its *stable identity* is (the cache key: never a signed or expiring URL).
 :class:`ImageLoader` does the I/O: fetch with timeouts and a byte limit, a
 bounded disk cache, the EXIF orientation, and a pixel limit against
-decompression bombs. Every download has a total deadline (connect and all reads, not
-per read), and a worker runs a bounded number at once. Local files are read only under
-the configured roots. Failures raise :class:`ImageError` with a reason.
+decompression bombs. A cached copy is used only for the object's current *version* (the GCS
+generation, the ETag or Last-Modified of an http(s) or Label Studio file, the mtime and size of
+a local file), so a replaced object is fetched again. Every download has a total deadline
+(connect and all reads, not per read), and a worker runs a bounded number at once. Local
+files are read only under the configured roots. Failures raise :class:`ImageError` with a reason.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import base64
 import binascii
 import hashlib
 import io
+import json
 import logging
 import stat
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -149,10 +152,20 @@ def resolve_ref(value: str, label_studio_url: str | None = None) -> ImageRef:
 
 
 @dataclass(frozen=True)
+class Fetched:
+    """An image's bytes and the version of the object they came from ("" when the source
+    names none: a data: URI, or a server that sends neither ETag nor Last-Modified)."""
+
+    data: bytes
+    version: str
+
+
+@dataclass(frozen=True)
 class LoadedImage:
     image: Image.Image  # RGB, EXIF orientation applied
     identity: str
-    digest: str  # sha256 of the file bytes: identity + digest is the content key
+    digest: str  # sha256 of the file bytes: identity + version + digest is the content key
+    version: str = ""
 
     @property
     def width(self) -> int:
@@ -164,12 +177,52 @@ class LoadedImage:
 
     @property
     def key(self) -> str:
-        return content_key(self.identity, self.digest)
+        return content_key(self.identity, self.digest, self.version)
 
 
-def content_key(identity: str, digest: str) -> str:
-    """The cache key of an image: its stable identity plus its content digest (sha256 hex)."""
-    return f"{identity}#{digest[:16]}"
+def versioned(identity: str, version: str) -> str:
+    """The identity of one version of an object: what the disk cache keys bytes by."""
+    return f"{identity}@{version}" if version else identity
+
+
+def content_key(identity: str, digest: str, version: str = "") -> str:
+    """The cache key of an image: its stable identity and version plus its content digest."""
+    return f"{versioned(identity, version)}#{digest[:16]}"
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What an http(s) server said identifies the version it sent (RFC 9110 validators)."""
+
+    etag: str = ""
+    last_modified: str = ""
+
+    @classmethod
+    def of(cls, headers: Mapping[str, str]) -> Validators:
+        return cls(headers.get("ETag", ""), headers.get("Last-Modified", ""))
+
+    @property
+    def version(self) -> str:
+        return (
+            f"etag:{self.etag}" if self.etag else (f"lm:{self.last_modified}" if self.last_modified else "")
+        )
+
+    def conditions(self) -> dict[str, str]:
+        """Headers that make the next GET a 304 while the object is unchanged."""
+        if self.etag:
+            return {"If-None-Match": self.etag}
+        return {"If-Modified-Since": self.last_modified} if self.last_modified else {}
+
+    def to_bytes(self) -> bytes:
+        return json.dumps([self.etag, self.last_modified]).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes | None) -> Validators:
+        try:
+            etag, modified = json.loads(data or b"null")
+            return cls(str(etag), str(modified))
+        except (TypeError, ValueError):
+            return cls()
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -247,7 +300,8 @@ class ImageLoader:
         max_bytes: int,
         timeout: float,
         cache: DiskCache | None = None,
-        gcs_fetch: Callable[[str, float], bytes] | None = None,
+        gcs_fetch: Callable[[str, float, str], bytes] | None = None,
+        gcs_generation: Callable[[str, float], str] | None = None,
         local_roots: Sequence[Path] = (),
         max_downloads: int = 16,
     ) -> None:
@@ -259,6 +313,7 @@ class ImageLoader:
         self.max_downloads = max_downloads
         self._downloads = threading.BoundedSemaphore(max_downloads)
         self._gcs_fetch = gcs_fetch or _gcs_fetch
+        self._gcs_generation = gcs_generation or _gcs_generation
         self._session = requests.Session()
 
     @classmethod
@@ -279,9 +334,10 @@ class ImageLoader:
         """Fetch and decode one image. ``deadline`` (``time.monotonic()``) bounds the whole
         request it belongs to; the download's own is ``LABELSTACK_IMAGE_TIMEOUT`` from now."""
         ref = resolve_ref(value, ls.url if ls else None)
-        data = self.fetch(ref, ls, deadline)
-        image = decode_image(data, self.max_pixels, what=_short(value))
-        return LoadedImage(image=image, identity=ref.identity, digest=hashlib.sha256(data).hexdigest())
+        got = self.fetch_versioned(ref, ls, deadline)
+        image = decode_image(got.data, self.max_pixels, what=_short(value))
+        digest = hashlib.sha256(got.data).hexdigest()
+        return LoadedImage(image=image, identity=ref.identity, digest=digest, version=got.version)
 
     def load_many(
         self,
@@ -317,32 +373,75 @@ class ImageLoader:
         *,
         fresh: bool = False,
     ) -> bytes:
-        """The image's bytes, from the disk cache unless ``fresh`` (then fetched and re-cached:
-        the object behind a stable identity may have been replaced)."""
+        """The image's bytes (see :meth:`fetch_versioned`)."""
+        return self.fetch_versioned(ref, ls, deadline, fresh=fresh).data
+
+    def fetch_versioned(
+        self,
+        ref: ImageRef,
+        ls: LabelStudioClient | None = None,
+        deadline: float | None = None,
+        *,
+        fresh: bool = False,
+    ) -> Fetched:
+        """The image's bytes and version. The disk cache serves only the object's current version:
+        a GCS object's generation is read first (one metadata request), an http(s) or Label Studio
+        file is asked for with a conditional GET (a 304 costs a round trip, no body). ``fresh``
+        skips the cache altogether."""
         if ref.kind is SourceKind.LOCAL:
             return self._read_local(ref.location)
         if ref.kind is SourceKind.DATA:
-            return _decode_data_uri(ref.location)
-        if self.cache is not None and not fresh:
-            cached = self.cache.get(ref.identity)
-            if cached is not None:
-                return cached
+            return Fetched(_decode_data_uri(ref.location), "")
         started = time.monotonic()
         own = started + self.timeout
         until = own if deadline is None else min(own, deadline)
+        cache = None if fresh else self.cache
         with self._download_slot(ref, until):
             if ref.kind is SourceKind.GCS:
-                data = self._fetch_gcs(ref.location, until)
-            elif ref.kind is SourceKind.LABEL_STUDIO:
-                data = self._fetch_label_studio(ref.location, ls, until)
+                got = self._fetch_gcs(ref, until, cache)
             else:
-                data = self._fetch_http(ref.location, until)
-        log.debug("fetched %s (%d bytes) in %.3fs", ref.identity, len(data), time.monotonic() - started)
-        if self.cache is not None:
-            self.cache.put(ref.identity, data)
-        return data
+                got = self._fetch_conditional(ref, ls, until, cache)
+        log.debug(
+            "%s (%s): %d bytes in %.3fs", ref.identity, got.version, len(got.data), time.monotonic() - started
+        )
+        return got
 
-    def _read_local(self, path: str) -> bytes:
+    def _cache_put(self, ref: ImageRef, got: Fetched, validators: Validators | None = None) -> None:
+        if self.cache is None or not got.version:
+            return  # without a version a copy could never be trusted again
+        self.cache.put(versioned(ref.identity, got.version), got.data)
+        if validators is not None:
+            self.cache.put(_validators_key(ref.identity), validators.to_bytes())
+
+    def _fetch_conditional(
+        self, ref: ImageRef, ls: LabelStudioClient | None, until: float, cache: DiskCache | None
+    ) -> Fetched:
+        known = Validators.from_bytes(cache.get(_validators_key(ref.identity))) if cache else Validators()
+        body: bytes | None = None
+        headers: Mapping[str, str] = {}
+        if cache is not None and known.version:
+            body, headers = self._get(ref, ls, until, known.conditions())
+            cached = cache.get(versioned(ref.identity, known.version)) if body is None else None
+            if cached is not None:  # 304: our copy is the current version
+                return Fetched(cached, known.version)
+        if body is None:  # nothing to compare with, or the copy was evicted: a plain GET
+            body, headers = self._get(ref, ls, until, {})
+        if body is None:
+            raise ImageError(f"could not fetch {_short(ref.location)}: 304 to an unconditional request")
+        validators = Validators.of(headers)
+        got = Fetched(body, validators.version)
+        self._cache_put(ref, got, validators)
+        return got
+
+    def _get(
+        self, ref: ImageRef, ls: LabelStudioClient | None, until: float, conditions: Mapping[str, str]
+    ) -> tuple[bytes | None, Mapping[str, str]]:
+        """(body, headers); body None for a 304 Not Modified."""
+        if ref.kind is SourceKind.LABEL_STUDIO:
+            return self._fetch_label_studio(ref.location, ls, until, conditions)
+        return self._fetch_http(ref.location, until, conditions)
+
+    def _read_local(self, path: str) -> Fetched:
         resolved = confine(path, self.local_roots)
         try:
             info = resolved.stat()
@@ -352,7 +451,8 @@ class ImageLoader:
                 raise ImageError(f"{path} is not a regular file")
             if info.st_size > self.max_bytes:
                 raise ImageError(f"{path} is {info.st_size:,} bytes, above the limit of {self.max_bytes:,}")
-            return resolved.read_bytes()
+            # mtime and size name the version: a file replaced in place changes at least one.
+            return Fetched(resolved.read_bytes(), f"mtime:{info.st_mtime_ns}-size:{info.st_size}")
         except FileNotFoundError:
             raise ImageError(f"no such file: {path}") from None
         except PermissionError:
@@ -397,17 +497,23 @@ class ImageLoader:
                 raise ImageError(f"{what} is larger than the limit of {self.max_bytes:,} bytes")
             chunks.append(chunk)
 
-    def _fetch_http(self, url: str, until: float) -> bytes:
+    def _fetch_http(
+        self, url: str, until: float, conditions: Mapping[str, str]
+    ) -> tuple[bytes | None, Mapping[str, str]]:
         what = _short(url)
         with (
             _transport_errors(what),
-            self._session.get(url, stream=True, timeout=_timeouts(until)) as resp,
+            self._session.get(url, stream=True, timeout=_timeouts(until), headers=dict(conditions)) as resp,
         ):
+            if resp.status_code == 304 and conditions:
+                return None, resp.headers
             if resp.status_code != 200:
                 raise ImageError(f"could not fetch {what}: HTTP {resp.status_code}")
-            return self._read_stream(resp, what, until)
+            return self._read_stream(resp, what, until), resp.headers
 
-    def _fetch_label_studio(self, path: str, ls: LabelStudioClient | None, until: float) -> bytes:
+    def _fetch_label_studio(
+        self, path: str, ls: LabelStudioClient | None, until: float, conditions: Mapping[str, str]
+    ) -> tuple[bytes | None, Mapping[str, str]]:
         what = _short(path)
         if ls is None:
             raise ImageError(
@@ -417,24 +523,41 @@ class ImageLoader:
         try:
             with (
                 _transport_errors(f"{what} from Label Studio"),
-                ls.request("GET", path, stream=True, timeout=_timeouts(until), what=f"fetch {what}") as resp,
+                ls.request(
+                    "GET",
+                    path,
+                    stream=True,
+                    timeout=_timeouts(until),
+                    what=f"fetch {what}",
+                    headers=dict(conditions),
+                ) as resp,
             ):
-                return self._read_stream(resp, what, until)
+                if resp.status_code == 304 and conditions:
+                    return None, resp.headers
+                return self._read_stream(resp, what, until), resp.headers
         except LabelStudioError as exc:
             raise ImageError(
                 f"could not fetch {what} from Label Studio: {exc.status or 'no answer'} {exc.reason}"
             ) from None
 
-    def _fetch_gcs(self, uri: str, until: float) -> bytes:
+    def _fetch_gcs(self, ref: ImageRef, until: float, cache: DiskCache | None) -> Fetched:
+        uri = ref.location
         try:
-            data = self._gcs_fetch(uri, max(0.1, until - time.monotonic()))
+            generation = self._gcs_generation(uri, max(0.1, until - time.monotonic()))
+            key = versioned(ref.identity, generation)
+            cached = cache.get(key) if cache is not None else None
+            if cached is not None:
+                return Fetched(cached, generation)
+            data = self._gcs_fetch(uri, max(0.1, until - time.monotonic()), generation)
         except ImageError:
             raise
         except Exception as exc:
             raise ImageError(f"could not fetch {uri}: {type(exc).__name__}: {exc}") from None
         if len(data) > self.max_bytes:
             raise ImageError(f"{uri} is {len(data):,} bytes, above the limit of {self.max_bytes:,}")
-        return data
+        got = Fetched(data, generation)
+        self._cache_put(ref, got)
+        return got
 
 
 #: Never served, whatever the roots: reading them leaks the process's environment or blocks.
@@ -480,18 +603,44 @@ def _timeouts(until: float) -> tuple[float, float]:
     return min(left, 5.0), left
 
 
-def _gcs_fetch(uri: str, timeout: float) -> bytes:
+def _validators_key(identity: str) -> str:
+    return f"{identity}#validators"
+
+
+@contextmanager
+def _gcs_errors(uri: str) -> Iterator[None]:
     from google.api_core import exceptions as gexc
 
-    from labelstack_backend import gcs
-
-    bucket, key = gcs.parse_gs_uri(uri)
     try:
-        data: bytes = gcs.client().bucket(bucket).blob(key).download_as_bytes(timeout=timeout)
+        yield
     except gexc.NotFound:
         raise ImageError(f"no such object: {uri}") from None
     except gexc.Forbidden:
         raise ImageError(f"access denied to {uri}: check the service account's storage permissions") from None
+
+
+def _gcs_generation(uri: str, timeout: float) -> str:
+    """The object's generation: GCS gives a replaced object a new one."""
+    from labelstack_backend import gcs
+
+    bucket, key = gcs.parse_gs_uri(uri)
+    with _gcs_errors(uri):
+        blob = gcs.client().bucket(bucket).get_blob(key, timeout=timeout)
+    if blob is None:
+        raise ImageError(f"no such object: {uri}")
+    return f"g{blob.generation}"
+
+
+def _gcs_fetch(uri: str, timeout: float, generation: str) -> bytes:
+    """That generation's bytes, so that the cache never files newer bytes under an older version."""
+    from labelstack_backend import gcs
+
+    bucket, key = gcs.parse_gs_uri(uri)
+    number = int(generation[1:]) if generation[1:].isdigit() else None
+    with _gcs_errors(uri):
+        data: bytes = (
+            gcs.client().bucket(bucket).blob(key, generation=number).download_as_bytes(timeout=timeout)
+        )
     return data
 
 

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from labelstack_common.contract import Env, PredictorKind
+from labelstack_common.contract import Env, PredictorKind, SegModel
 from labelstack_common.errors import LabelStackError
 
 
@@ -60,7 +60,11 @@ class Settings(BaseModel):
     # At most this many objects per image (ultralytics' max_det); the demo keeps a random model's few.
     max_detections: PositiveInt = Field(300, validation_alias=Env.MAX_DETECTIONS)
 
-    # Segmentation (ultralytics YOLOv8-seg).
+    # Segmentation (ultralytics YOLOv8-seg; YOLOE-seg or SAM 3 for zero-shot pre-labels).
+    seg_model: SegModel = Field(SegModel.YOLO, validation_alias=Env.SEG_MODEL)
+    # The open-vocabulary model's text encoder (YOLOE: MobileCLIP's mobileclip_blt.ts); empty: that
+    # name beside LABELSTACK_SEG_WEIGHTS.
+    text_encoder: str = Field("", validation_alias=Env.TEXT_ENCODER)
     seg_weights: str = Field("", validation_alias=Env.SEG_WEIGHTS)
     seg_model_config: str = Field("yolov8n-seg.yaml", validation_alias=Env.SEG_MODEL_CONFIG)
     seg_default_weights: str = Field("yolov8n-seg.pt", validation_alias=Env.SEG_DEFAULT_WEIGHTS)
@@ -75,9 +79,9 @@ class Settings(BaseModel):
     tile_full_pass: bool = Field(True, validation_alias=Env.TILE_FULL_PASS)
 
     # Interactive Segment Anything.
-    sam_model_type: str = Field(
-        "vit_b", validation_alias=Env.SAM_MODEL_TYPE
-    )  # vit_h|vit_l|vit_b|mobile_sam|tiny (tiny: tests and CPU demos)
+    # vit_h|vit_l|vit_b|mobile_sam|sam2[.1]_{t,s,b,l}|tiny (tiny: tests and CPU demos); empty: from the
+    # checkpoint's file name, else vit_b.
+    sam_model_type: str = Field("", validation_alias=Env.SAM_MODEL_TYPE)
     sam_checkpoint: str = Field("", validation_alias=Env.SAM_CHECKPOINT)
     sam_cache_bytes: int = Field(2 * 1024**3, ge=0, validation_alias=Env.SAM_CACHE_BYTES)
     sam_bf16: bool | None = Field(None, validation_alias=Env.SAM_BF16)  # None: on for CUDA

@@ -9,6 +9,7 @@ is one that the backend reads.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Final
 
@@ -27,14 +28,51 @@ class SamModelType(StrEnum):
     VIT_L = "vit_l"
     VIT_B = "vit_b"
     MOBILE_SAM = "mobile_sam"
+    # SAM 2 and 2.1 (Hiera encoders: tiny, small, base+, large), built by ultralytics. 2.1 is
+    # its own type because its checkpoints carry three more tensors than 2.0's.
+    SAM2_T = "sam2_t"
+    SAM2_S = "sam2_s"
+    SAM2_B = "sam2_b"
+    SAM2_L = "sam2_l"
+    SAM2_1_T = "sam2.1_t"
+    SAM2_1_S = "sam2.1_s"
+    SAM2_1_B = "sam2.1_b"
+    SAM2_1_L = "sam2.1_l"
+
+
+class SegModel(StrEnum):
+    """The model family of a segmentation backend (``LABELSTACK_SEG_MODEL``)."""
+
+    YOLO = "yolo"  # YOLO-seg on COCO's classes (or a fine-tuned version's)
+    YOLOE = "yoloe"  # open vocabulary: the project's label names are the classes
+    SAM3 = "sam3"  # SAM 3 concept prompts, where its weights and the clip package are provided
 
 
 #: A few-layer random SAM for tests and CPU demos; the backend accepts it, the CR does not.
 SAM_TEST_TYPE: Final = "tiny"
 #: The original Segment Anything ViTs (segment-anything's registry), as against MobileSAM.
 SAM_VIT_TYPES: Final = (SamModelType.VIT_H.value, SamModelType.VIT_L.value, SamModelType.VIT_B.value)
+#: SAM 2 and 2.1, as against the original SAM's decoder.
+SAM2_TYPES: Final = tuple(t.value for t in SamModelType if t.value.startswith("sam2"))
 #: Every type the backend builds.
 SAM_MODEL_TYPES: Final = (*(t.value for t in SamModelType), SAM_TEST_TYPE)
+
+# Meta's release names (sam2.1_hiera_base_plus.pt) and ultralytics' (sam2.1_b.pt).
+_SAM2_NAME = re.compile(r"sam2(\.1)?_(?:hiera_)?(tiny|small|base_plus|large|t|s|b|l)(?![a-z])")
+
+
+def sam_model_type_for(filename: str) -> str | None:
+    """The SAM type a checkpoint's usual file name names: sam_vit_h_4b8939.pth -> vit_h,
+    sam2.1_hiera_tiny.pt -> sam2.1_t, sam2_b.pt -> sam2_b; None when it names none."""
+    name = filename.lower()
+    found = _SAM2_NAME.search(name)
+    if found:
+        return f"sam2{found.group(1) or ''}_{found.group(2)[0]}"
+    for kind in (SamModelType.VIT_H, SamModelType.VIT_L, SamModelType.VIT_B, SamModelType.MOBILE_SAM):
+        if kind.value in name:
+            return kind.value
+    return None
+
 
 PORT: Final = 9090
 HEALTH_PATH: Final = "/health"  # readiness: 200 once every worker has its model
@@ -77,6 +115,8 @@ class Env:
     SEG_WEIGHTS: Final = "LABELSTACK_SEG_WEIGHTS"
     SEG_MODEL_CONFIG: Final = "LABELSTACK_SEG_MODEL_CONFIG"
     SEG_DEFAULT_WEIGHTS: Final = "LABELSTACK_SEG_DEFAULT_WEIGHTS"
+    SEG_MODEL: Final = "LABELSTACK_SEG_MODEL"
+    TEXT_ENCODER: Final = "LABELSTACK_TEXT_ENCODER"
     BATCH_SIZE: Final = "LABELSTACK_BATCH_SIZE"
     IMGSZ: Final = "LABELSTACK_IMGSZ"
     POLYGON_TOLERANCE: Final = "LABELSTACK_POLYGON_TOLERANCE"

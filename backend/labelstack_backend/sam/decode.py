@@ -21,6 +21,7 @@ import numpy as np
 
 from labelstack_backend import metrics
 from labelstack_backend.geometry import BoolMask
+from labelstack_backend.sam import sam2
 from labelstack_backend.sam.embeddings import Embedding
 from labelstack_backend.sam.model import SamModel, torch_threads
 from labelstack_backend.sam.prompts import ObjectPrompt
@@ -54,19 +55,27 @@ def decode(model: SamModel, embedding: Embedding, prompt: ObjectPrompt) -> MaskR
         boxes = torch.as_tensor(corners.reshape(1, 4), dtype=torch.float32, device=device)
     multimask = prompt.box is None and len(prompt.points) == 1
     with torch.inference_mode(), torch_threads(model.decoder_threads):
-        sparse, dense = net.prompt_encoder(points=points, boxes=boxes, masks=None)
-        low_res, iou = net.mask_decoder(
-            image_embeddings=embedding.features.float(),
-            image_pe=net.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-        )
+        if model.sam2:
+            low_res, iou = sam2.decode(net, embedding.features, embedding.high_res, points, boxes, multimask)
+        else:
+            sparse, dense = net.prompt_encoder(points=points, boxes=boxes, masks=None)
+            low_res, iou = net.mask_decoder(
+                image_embeddings=embedding.features.float(),
+                image_pe=net.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask,
+            )
         best = int(iou[0].argmax())
         logits = low_res[:, best : best + 1].float()
-        square = F.interpolate(logits, (model.img_size, model.img_size), mode="bilinear", align_corners=False)
-        frame = square[..., :h_in, :w_in]
-        if (prompt.height, prompt.width) != (h_in, w_in):  # else the resize is the identity
+        if model.sam2:  # the image fills the square: straight to the frame, as SAM 2 does
+            frame = logits
+        else:
+            square = F.interpolate(
+                logits, (model.img_size, model.img_size), mode="bilinear", align_corners=False
+            )
+            frame = square[..., :h_in, :w_in]
+        if frame.shape[-2:] != (prompt.height, prompt.width):  # else the resize is the identity
             frame = F.interpolate(frame, (prompt.height, prompt.width), mode="bilinear", align_corners=False)
         mask = (frame[0, 0] > model.mask_threshold).cpu().numpy()
         score = float(iou[0, best])

@@ -1,11 +1,13 @@
 """The image embedding: what it holds, what it is keyed by, and how an image value becomes one.
 
-The key is ``<model version>|<image identity>#<content digest>``:
+The key is ``<model version>|<image identity>@<object version>#<content digest>``:
 
 * the image identity is the task's storage URI or path, never a signed or
   expiring URL (see :func:`labelstack_backend.images.resolve_ref`), so
   re-signed URLs and rotated tokens keep hitting the cache;
-* the content digest (sha256 of the file bytes) makes a replaced file miss;
+* the object version (GCS generation, ETag or Last-Modified, local mtime and size) makes
+  the image loader fetch a replaced object again instead of serving its cached copy, and the
+  content digest (sha256 of the file bytes) then makes its embedding miss;
 * the model version keeps embeddings of different models apart once a second
   level is shared between replicas.
 
@@ -45,21 +47,31 @@ class Embedding:
     features: torch.Tensor  # (1, C, h, w) on the model's device
     input_size: tuple[int, int]  # (height, width) of the resized image inside the encoder's square
     original_size: tuple[int, int]  # (height, width) of the EXIF-corrected image
+    # SAM 2's finer feature maps (1/4 and 1/8 of the input), which its decoder also reads; SAM 1 has none.
+    high_res: tuple[torch.Tensor, ...] = ()
 
     @property
     def nbytes(self) -> int:
-        return int(self.features.element_size() * self.features.nelement())
+        return sum(int(t.element_size() * t.nelement()) for t in (self.features, *self.high_res))
 
     def to_bytes(self) -> bytes:
         """A compact form for a shared cache: fp16 features plus the geometry (about half of fp32)."""
-        array = self.features.detach().to("cpu").float().numpy().astype(np.float16)
+        arrays = [
+            t.detach().to("cpu").float().numpy().astype(np.float16) for t in (self.features, *self.high_res)
+        ]
         buf = io.BytesIO()
         header = json.dumps(
-            {"shape": list(array.shape), "input": self.input_size, "original": self.original_size}
+            {
+                "shape": list(arrays[0].shape),
+                "high_res": [list(a.shape) for a in arrays[1:]],
+                "input": self.input_size,
+                "original": self.original_size,
+            }
         ).encode()
         buf.write(len(header).to_bytes(4, "big"))
         buf.write(header)
-        buf.write(array.tobytes())
+        for array in arrays:
+            buf.write(array.tobytes())
         return buf.getvalue()
 
     @classmethod
@@ -68,10 +80,17 @@ class Embedding:
 
         size = int.from_bytes(data[:4], "big")
         header = json.loads(data[4 : 4 + size])
-        array = np.frombuffer(data[4 + size :], dtype=np.float16).reshape(header["shape"])
-        features = torch.from_numpy(array.astype(np.float32)).to(device)
+        offset = 4 + size
+        tensors = []
+        for shape in [header["shape"], *header.get("high_res", [])]:
+            count = int(np.prod(shape))
+            array = np.frombuffer(data, dtype=np.float16, count=count, offset=offset).reshape(shape)
+            tensors.append(torch.from_numpy(array.astype(np.float32)).to(device))
+            offset += count * 2
+        if offset != len(data):
+            raise ValueError(f"an embedding of {len(data)} bytes whose header describes {offset}")
         (ih, iw), (oh, ow) = header["input"], header["original"]
-        return cls(features, (int(ih), int(iw)), (int(oh), int(ow)))
+        return cls(tensors[0], (int(ih), int(iw)), (int(oh), int(ow)), tuple(tensors[1:]))
 
 
 def embedding_size(value: Embedding) -> int:
@@ -111,8 +130,11 @@ class EmbeddingService:
         ``fresh`` fetches the image again instead of reading the image cache.
         """
         ref = resolve_ref(value, ls.url if ls else None)
-        data = self.loader.fetch(ref, ls, fresh=fresh)
-        key = f"{self.model_version}|{content_key(ref.identity, hashlib.sha256(data).hexdigest())}"
+        got = self.loader.fetch_versioned(ref, ls, fresh=fresh)
+        data = got.data
+        key = (
+            f"{self.model_version}|{content_key(ref.identity, hashlib.sha256(data).hexdigest(), got.version)}"
+        )
 
         def compute() -> Embedding:
             image = decode_image(data, self.loader.max_pixels, what=ref.identity)

@@ -5,6 +5,8 @@ Model types (``LABELSTACK_SAM_MODEL_TYPE``):
 * ``vit_h``, ``vit_l``, ``vit_b``: Meta's SAM, built by ``segment_anything``;
 * ``mobile_sam``: MobileSAM (TinyViT encoder, SAM's decoder), built by ultralytics,
   the CPU-friendly choice (7-12x faster to encode than vit_b on CPU);
+* ``sam2_t`` ... ``sam2_l`` and ``sam2.1_t`` ... ``sam2.1_l``: SAM 2 and 2.1 (Hiera encoders),
+  built by ultralytics (see :mod:`.sam2`);
 * ``tiny``: a few-layer ViT SAM for tests and CPU demos (encodes in milliseconds).
 
 Weights always come from a path (``LABELSTACK_SAM_CHECKPOINT``: a mounted volume, a PVC,
@@ -21,7 +23,6 @@ gate: it is stateless and runs concurrently (see :mod:`.decode`).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -35,10 +36,20 @@ from PIL import Image
 
 from labelstack_backend import metrics, runtime
 from labelstack_backend.errors import ModelLoadError
+from labelstack_backend.priority import PriorityGate
 from labelstack_backend.registry.store import file_digest
+from labelstack_backend.sam import sam2
 from labelstack_backend.sam.embeddings import Embedding
 from labelstack_backend.settings import Settings
-from labelstack_common.contract import SAM_MODEL_TYPES, SAM_TEST_TYPE, SAM_VIT_TYPES, Env, SamModelType
+from labelstack_common.contract import (
+    SAM2_TYPES,
+    SAM_MODEL_TYPES,
+    SAM_TEST_TYPE,
+    SAM_VIT_TYPES,
+    Env,
+    SamModelType,
+    sam_model_type_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +66,14 @@ class SamWeights:
 
 
 def sam_weights(settings: Settings) -> SamWeights:
-    """Check the SAM settings; raise :class:`ModelLoadError` when they cannot work."""
-    model_type = settings.sam_model_type.strip().lower()
+    """Check the SAM settings; raise :class:`ModelLoadError` when they cannot work.
+
+    Without ``LABELSTACK_SAM_MODEL_TYPE`` the type is read from the checkpoint's usual file
+    name (``sam2.1_hiera_tiny.pt`` -> ``sam2.1_t``), else it is ``vit_b``."""
+    model_type = settings.sam_model_type.strip().lower() or (
+        sam_model_type_for(Path(settings.sam_checkpoint).name) if settings.sam_checkpoint else None
+    )
+    model_type = model_type or SamModelType.VIT_B.value
     if model_type not in SAM_MODEL_TYPES:
         raise ModelLoadError(
             f"{Env.SAM_MODEL_TYPE}={settings.sam_model_type!r} is not one of {', '.join(SAM_MODEL_TYPES)}"
@@ -68,7 +85,8 @@ def sam_weights(settings: Settings) -> SamWeights:
         return SamWeights(model_type, None, f"sam-{model_type}-random")
     raise ModelLoadError(
         f"no SAM weights: LABELSTACK_SAM_CHECKPOINT is not set. Point it at the {model_type} checkpoint "
-        "(sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth, sam_vit_b_01ec64.pth or mobile_sam.pt) on a mounted "
+        "(sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth, sam_vit_b_01ec64.pth, mobile_sam.pt, "
+        "sam2.1_hiera_tiny.pt...) on a mounted "
         "volume, or set LABELSTACK_DEMO_MODEL=1 for randomly initialised weights (demos and tests only)"
     )
 
@@ -124,6 +142,8 @@ def build_net(model_type: str, checkpoint: Path | None = None, *, seed: int = DE
         from ultralytics.models.sam.build import build_mobile_sam
 
         net = build_mobile_sam(None)  # never a name: ultralytics would try to download it
+    elif model_type in SAM2_TYPES:
+        net = sam2.build(model_type)
     elif model_type in SAM_VIT_TYPES:
         from segment_anything import sam_model_registry
 
@@ -162,32 +182,8 @@ def load_checkpoint(net: Any, path: Path, model_type: str) -> None:
         ) from None
 
 
-class EncoderGate:
-    """One encoder run at a time; interactive callers go before background ones."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._busy = False
-        self._waiting = 0  # interactive callers waiting
-
-    @contextmanager
-    def hold(self, background: bool = False) -> Iterator[None]:
-        with self._cond:
-            if not background:
-                self._waiting += 1
-            try:
-                while self._busy or (background and self._waiting):
-                    self._cond.wait()
-            finally:
-                if not background:
-                    self._waiting -= 1
-            self._busy = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._busy = False
-                self._cond.notify_all()
+#: One encoder run at a time; interactive callers go before background ones (precompute).
+EncoderGate = PriorityGate
 
 
 @contextmanager
@@ -239,11 +235,14 @@ class SamModel:
         on_cpu = torch.device(device).type == "cpu"
         self.encoder_threads = torch.get_num_threads() if on_cpu else 0
         self.decoder_threads = decoder_threads if on_cpu else 0
-        self.img_size = int(net.image_encoder.img_size)
+        # SAM 2 resizes the image to its whole square (as it was trained); SAM pads it.
+        self.sam2 = sam2.is_sam2(net)
+        self.img_size = int(net.image_size if self.sam2 else net.image_encoder.img_size)
         self.mask_threshold = float(getattr(net, "mask_threshold", 0.0))
         self.gate = EncoderGate()
-        self._mean = torch.as_tensor(net.pixel_mean, device=device).view(3, 1, 1)
-        self._std = torch.as_tensor(net.pixel_std, device=device).view(3, 1, 1)
+        mean, std = (sam2.PIXEL_MEAN, sam2.PIXEL_STD) if self.sam2 else (net.pixel_mean, net.pixel_std)
+        self._mean = torch.as_tensor(mean, device=device).view(3, 1, 1)
+        self._std = torch.as_tensor(std, device=device).view(3, 1, 1)
 
     @classmethod
     def load(cls, weights: SamWeights, settings: Settings) -> SamModel:
@@ -276,12 +275,16 @@ class SamModel:
         return model
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
-        """(height, width) of an image resized so that its long side is the encoder's size."""
+        """(height, width) of an image resized so that its long side is the encoder's size
+        (SAM 2: the encoder's square)."""
+        if self.sam2:
+            return self.img_size, self.img_size
         scale = self.img_size / max(height, width)
         return int(height * scale + 0.5), int(width * scale + 0.5)
 
     def preprocess(self, image: Image.Image) -> tuple[Any, tuple[int, int]]:
-        """SAM's input: resized (long side = img_size), normalised, zero-padded to a square."""
+        """SAM's input: resized (long side = img_size), normalised, zero-padded to a square
+        (SAM 2: resized to the square)."""
         import torch
         import torch.nn.functional as F
 
@@ -305,14 +308,21 @@ class SamModel:
         with self.gate.hold(background), torch_threads(self.encoder_threads):
             started = time.perf_counter()
             with torch.inference_mode(), autocast:
-                features = self.net.image_encoder(x)
+                features, high_res = (
+                    sam2.encode(self.net, x) if self.sam2 else (self.net.image_encoder(x), ())
+                )
             if features.device.type == "cuda":
                 torch.cuda.synchronize(features.device)
             elapsed = time.perf_counter() - started
         metrics.SAM_ENCODER_CALLS.labels("background" if background else "interactive").inc()
         metrics.SAM_ENCODER_SECONDS.observe(elapsed)
         log.debug("encoded a %dx%d image in %.3fs", image.width, image.height, elapsed)
-        return Embedding(features=features, input_size=input_size, original_size=(image.height, image.width))
+        return Embedding(
+            features=features,
+            input_size=input_size,
+            original_size=(image.height, image.width),
+            high_res=high_res,
+        )
 
 
 def use_bf16(device: str, requested: bool | None) -> bool:

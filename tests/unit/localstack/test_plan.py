@@ -70,6 +70,8 @@ def test_cpu_pins_inference_and_training_to_the_cpu():
 @pytest.mark.parametrize(
     ("name", "kind"),
     [("sam_vit_h_4b8939.pth", "vit_h"), ("SAM_VIT_B_01EC64.PTH", "vit_b"), ("mobile_sam.pt", "mobile_sam"),
+     ("sam2.1_hiera_tiny.pt", "sam2.1_t"), ("sam2.1_hiera_base_plus.pt", "sam2.1_b"),
+     ("sam2_hiera_large.pt", "sam2_l"), ("sam2_s.pt", "sam2_s"), ("sam2.1_l.pt", "sam2.1_l"),
      ("weights.pth", None)],
 )  # fmt: skip
 def test_the_sam_type_is_read_from_the_usual_file_names(name, kind):

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labelstack_common import contract
 from labelstack_common.contract import SAM_TEST_TYPE, Env, PredictorKind, SamModelType
 from labelstack_common.errors import LabelStackError
 from labelstack_tools.localstack import demo
@@ -101,11 +102,7 @@ class ServiceSpec:
 
 def sam_model_type_for(checkpoint: Path) -> str | None:
     """The SAM type a checkpoint's usual file name names (sam_vit_h_4b8939.pth -> vit_h)."""
-    name = checkpoint.name.lower()
-    for kind in SamModelType:
-        if kind.value in name:
-            return kind.value
-    return None
+    return contract.sam_model_type_for(checkpoint.name)
 
 
 def sam_model_type(opts: StackOptions) -> str:
