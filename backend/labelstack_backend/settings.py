@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from labelstack_common.contract import Env, PredictorKind, SegModel
+from labelstack_common.contract import Env, PredictorKind, PromotePolicy, SegModel
 from labelstack_common.errors import LabelStackError
 
 
@@ -117,6 +117,11 @@ class Settings(BaseModel):
     train_device: str = Field("auto", validation_alias=Env.TRAIN_DEVICE)
     train_timeout: float = Field(6 * 3600.0, gt=0, validation_alias=Env.TRAIN_TIMEOUT)
     train_extra: str = Field("", validation_alias=Env.TRAIN_EXTRA)  # JSON of ultralytics args
+    # Validated versions: a held-out split of the finished annotations decides what serves.
+    promote: PromotePolicy = Field(PromotePolicy.IF_BETTER, validation_alias=Env.PROMOTE)
+    keep_versions: PositiveInt = Field(5, validation_alias=Env.KEEP_VERSIONS)
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0, validation_alias=Env.VAL_FRACTION)
+    val_min: int = Field(2, ge=0, validation_alias=Env.VAL_MIN)
 
     # Scale-out (docs/scaling.md): Redis coordinates replicas; models on shared storage.
     redis_url: str = Field("", validation_alias=Env.REDIS_URL)

@@ -48,6 +48,15 @@ class SegModel(StrEnum):
     SAM3 = "sam3"  # SAM 3 concept prompts, where its weights and the clip package are provided
 
 
+class PromotePolicy(StrEnum):
+    """Whether a newly trained version serves (``LABELSTACK_PROMOTE``): when it scores better
+    than the serving one on the held-out split, always, or only when promoted by hand."""
+
+    IF_BETTER = "if-better"
+    ALWAYS = "always"
+    MANUAL = "manual"
+
+
 #: A few-layer random SAM for tests and CPU demos; the backend accepts it, the CR does not.
 SAM_TEST_TYPE: Final = "tiny"
 #: The original Segment Anything ViTs (segment-anything's registry), as against MobileSAM.
@@ -148,6 +157,10 @@ class Env:
     TRAIN_DEVICE: Final = "LABELSTACK_TRAIN_DEVICE"
     TRAIN_TIMEOUT: Final = "LABELSTACK_TRAIN_TIMEOUT"
     TRAIN_EXTRA: Final = "LABELSTACK_TRAIN_EXTRA"
+    PROMOTE: Final = "LABELSTACK_PROMOTE"
+    KEEP_VERSIONS: Final = "LABELSTACK_KEEP_VERSIONS"
+    VAL_FRACTION: Final = "LABELSTACK_VAL_FRACTION"
+    VAL_MIN: Final = "LABELSTACK_VAL_MIN"
     REDIS_URL: Final = "REDIS_URL"
     REDIS_PASSWORD: Final = "REDIS_PASSWORD"
     REDIS_PREFIX: Final = "LABELSTACK_REDIS_PREFIX"

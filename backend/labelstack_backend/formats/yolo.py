@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +29,14 @@ def label_lines(image: LabeledImage, class_index: dict[str, int]) -> list[str]:
     return lines
 
 
+def task_bucket(task_id: int) -> float:
+    """Where a task id falls in [0, 1], by a hash of the id alone: its validation draw."""
+    return int(hashlib.sha256(str(task_id).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
 def split_of(task_id: int, val_fraction: float) -> str:
     """A stable train/val split by task id, so re-exports put a task in the same split."""
-    bucket = int(hashlib.sha256(str(task_id).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "val" if bucket < val_fraction else "train"
+    return "val" if task_bucket(task_id) < val_fraction else "train"
 
 
 @dataclass(frozen=True)
@@ -55,13 +59,15 @@ def write_dataset(
     fetch: Fetch,
     *,
     val_fraction: float = 0.2,
+    val_tasks: Collection[int] | None = None,
 ) -> DatasetSummary:
     """Write images and labels in the YOLO layout plus ``data.yaml``.
 
     ``fetch`` returns a task's image bytes, upright (see ``images.upright_bytes``).
     An image that fails is skipped with its reason; the rest still go in. With
     fewer than 10 images, or when no task hashes to validation, every image is
-    also used for validation (ultralytics needs a val set).
+    also used for validation (ultralytics needs a val set). Given ``val_tasks`` (a held-out
+    split: training's), exactly those tasks validate and the others train.
     """
     class_index = {name: i for i, name in enumerate(class_names)}
     per_class = dict.fromkeys(class_names, 0)
@@ -78,8 +84,13 @@ def write_dataset(
         for obj in item.objects:
             if obj.label in per_class:
                 per_class[obj.label] += len(obj.polygons)
-    splits_of = {item.task_id: split_of(item.task_id, val_fraction) for item, *_ in fetched}
-    share_val = len(fetched) < 10 or "val" not in splits_of.values()
+    if val_tasks:
+        held = set(val_tasks)
+        splits_of = {item.task_id: "val" if item.task_id in held else "train" for item, *_ in fetched}
+    else:
+        splits_of = {item.task_id: split_of(item.task_id, val_fraction) for item, *_ in fetched}
+    vals = list(splits_of.values())
+    share_val = "val" not in vals or "train" not in vals or (not val_tasks and len(fetched) < 10)
     for item, data, ext, lines in fetched:
         splits = ("train", "val") if share_val else (splits_of[item.task_id],)
         for split in splits:
