@@ -5,6 +5,7 @@ Layout under the prefix, the same as under MODEL_DIR::
     projects/<project>/versions/<version>/model.pt
     projects/<project>/versions/<version>/meta.json   # written last: a version is complete with it
     projects/<project>/current                          # the serving version's name
+    projects/<project>/history.json                     # the serving switches (promote, rollback)
 
 An object write is atomic in GCS, so replacing ``current`` switches every reader
 from the old version to the new one. Versions are immutable: each replica
@@ -28,8 +29,11 @@ from labelstack_backend import gcs
 from labelstack_backend.registry.local import ModelRegistry
 from labelstack_backend.registry.store import (
     ModelVersion,
+    next_number,
+    parse_history,
     safe_name,
     version_name_and_meta,
+    with_entry,
     write_version,
 )
 
@@ -133,18 +137,50 @@ class GcsModelRegistry:
         return sorted(n for n in names if n)
 
     # -- writing ---------------------------------------------------------------
-    def publish(self, project: str, weights: Path, *, base: str, meta: dict[str, Any]) -> ModelVersion:
-        """Upload the next version (weights, then meta.json), then point ``current`` at it."""
-        name, full_meta = version_name_and_meta(project, weights, base, meta, len(self.versions(project)) + 1)
+    def publish(
+        self, project: str, weights: Path, *, base: str, meta: dict[str, Any], serve: bool = True
+    ) -> ModelVersion:
+        """Upload the next version (weights, then meta.json); ``serve`` then points ``current`` at it."""
+        name, full_meta = version_name_and_meta(
+            project, weights, base, meta, next_number(self.versions(project))
+        )
         version = self.mirror.install(project, name, lambda folder: write_version(folder, weights, full_meta))
         bucket = self._bucket()
         folder = self._project_key(project, "versions", name)
         bucket.blob(f"{folder}/{WEIGHTS}").upload_from_filename(str(version.path))
         bucket.blob(f"{folder}/{META}").upload_from_filename(str(version.path.with_name(META)))
-        bucket.blob(self._project_key(project, "current")).upload_from_string(name + "\n")
-        self.mirror.set_current(project, name)
+        if serve:
+            self.switch(project, name, {"action": "published"})
         log.info("published %s of project %s to %s", name, project, self.location)
         return version
+
+    def switch(self, project: str, name: str, entry: dict[str, Any]) -> None:
+        """One object write moves every replica's pointer. The history is read, then written: two
+        switches of one project at the same instant may lose one history line, never the pointer."""
+        bucket = self._bucket()
+        history = with_entry(self.history(project), name, entry)
+        bucket.blob(self._project_key(project, "current")).upload_from_string(name + "\n")
+        bucket.blob(self._project_key(project, "history.json")).upload_from_string(json.dumps(history))
+        self.mirror.set_current(project, name)
+
+    def history(self, project: str) -> list[dict[str, Any]]:
+        try:
+            return parse_history(
+                self._bucket().blob(self._project_key(project, "history.json")).download_as_bytes()
+            )
+        except gexc.NotFound:
+            return []
+
+    def delete(self, project: str, name: str) -> None:
+        """meta.json goes first: without it the version is incomplete, so no reader picks it up."""
+        bucket = self._bucket()
+        folder = self._project_key(project, "versions", name)
+        for leaf in (META, WEIGHTS):
+            with contextlib.suppress(gexc.NotFound):
+                bucket.blob(f"{folder}/{leaf}").delete()
+        with self._lock:
+            self._metas.pop((project, name), None)
+        self.mirror.delete(project, name)
 
     def scratch(self, project: str) -> contextlib.AbstractContextManager[Path]:
         return self.mirror.scratch(project)

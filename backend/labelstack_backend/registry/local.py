@@ -5,6 +5,7 @@ Layout::
     MODEL_DIR/projects/<project>/versions/<version>/model.pt
     MODEL_DIR/projects/<project>/versions/<version>/meta.json
     MODEL_DIR/projects/<project>/current        # the serving version's name
+    MODEL_DIR/projects/<project>/history.json   # the serving switches (promote, rollback)
 
 Publishing copies the weights into a new version folder and then replaces
 ``current`` with one atomic rename, so every process sees either the old or
@@ -18,6 +19,7 @@ bucket and this layout as its local mirror.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -32,8 +34,11 @@ from labelstack_backend.registry.store import (
     Fill,
     ModelVersion,
     atomic_write,
+    next_number,
+    parse_history,
     safe_name,
     version_name_and_meta,
+    with_entry,
     write_version,
 )
 
@@ -115,12 +120,51 @@ class ModelRegistry:
         with storage_errors(self.root):
             atomic_write(self.project_dir(project) / "current", name + "\n")
 
-    def publish(self, project: str, weights: Path, *, base: str, meta: dict[str, Any]) -> ModelVersion:
-        """Store ``weights`` as the project's next version and make it current."""
-        name, full_meta = version_name_and_meta(project, weights, base, meta, len(self.versions(project)) + 1)
+    def publish(
+        self, project: str, weights: Path, *, base: str, meta: dict[str, Any], serve: bool = True
+    ) -> ModelVersion:
+        """Store ``weights`` as the project's next version; ``serve`` makes it current."""
+        name, full_meta = version_name_and_meta(
+            project, weights, base, meta, next_number(self.versions(project))
+        )
         version = self.install(project, name, lambda folder: write_version(folder, weights, full_meta))
-        self.set_current(project, name)
+        if serve:
+            self.switch(project, name, {"action": "published"})
         return version
+
+    @contextlib.contextmanager
+    def _project_lock(self, project: str) -> Iterator[None]:
+        folder = self.project_dir(project)
+        with storage_errors(self.root):
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(folder, os.O_RDONLY)  # the folder itself: no lock file to leave behind
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def switch(self, project: str, name: str, entry: dict[str, Any]) -> None:
+        with self._project_lock(project):
+            history = with_entry(self.history(project), name, entry)
+            self.set_current(project, name)
+            with storage_errors(self.root):
+                atomic_write(self.project_dir(project) / "history.json", json.dumps(history))
+
+    def history(self, project: str) -> list[dict[str, Any]]:
+        try:
+            return parse_history((self.project_dir(project) / "history.json").read_text())
+        except FileNotFoundError:
+            return []
+
+    def delete(self, project: str, name: str) -> None:
+        folder = self._versions_dir(project) / name
+        if not folder.is_dir():
+            return
+        # Renamed first: a reader finds the whole version or none of it.
+        trash = self._versions_dir(project) / f".deleted-{name}-{os.getpid()}"
+        folder.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
 
     @contextlib.contextmanager
     def scratch(self, project: str) -> Iterator[Path]:

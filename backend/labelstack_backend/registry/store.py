@@ -59,8 +59,37 @@ class ModelStore(Protocol):
 
     def versions(self, project: str) -> list[ModelVersion]: ...
     def projects(self) -> list[str]: ...
-    def publish(self, project: str, weights: Path, *, base: str, meta: dict[str, Any]) -> ModelVersion: ...
+    def publish(
+        self, project: str, weights: Path, *, base: str, meta: dict[str, Any], serve: bool = True
+    ) -> ModelVersion:
+        """Store the next version; ``serve`` also points ``current`` at it."""
+
+    def switch(self, project: str, name: str, entry: dict[str, Any]) -> None:
+        """Point ``current`` at ``name`` in one atomic step, and add ``entry`` to the history."""
+
+    def history(self, project: str) -> list[dict[str, Any]]:
+        """The serving switches, oldest first (at most HISTORY_LIMIT)."""
+
+    def delete(self, project: str, name: str) -> None:
+        """Remove a version (retention); its readers see it gone, never half."""
+
     def scratch(self, project: str) -> contextlib.AbstractContextManager[Path]: ...
+
+
+# Switches kept in a project's history: enough to roll back, bounded.
+HISTORY_LIMIT = 100
+
+
+def with_entry(history: list[dict[str, Any]], name: str, entry: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*history, {**entry, "version": name, "at": time.time()}][-HISTORY_LIMIT:]
+
+
+def parse_history(text: str | bytes) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return []
+    return [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
 
 
 Fill = Callable[[Path], None]  # writes model.pt and meta.json into a staging folder
@@ -70,7 +99,26 @@ def version_name_and_meta(
     project: str, weights: Path, base: str, meta: dict[str, Any], number: int
 ) -> tuple[str, dict[str, Any]]:
     name = f"{safe_name(base)}-p{safe_name(project)}-v{number}-{file_digest(weights)}"
-    return name, {**meta, "version": name, "project": project, "base": base, "created_at": time.time()}
+    return name, {
+        **meta,
+        "version": name,
+        "number": number,
+        "project": project,
+        "base": base,
+        "created_at": time.time(),
+    }
+
+
+_NUMBER = re.compile(r"-v(\d+)-[0-9a-f]+$")
+
+
+def next_number(versions: list[ModelVersion]) -> int:
+    """Past the highest number so far: retention deletes old versions, and a number never repeats."""
+    found = [len(versions)]
+    for v in versions:
+        match = _NUMBER.search(v.name)
+        found.append(int(v.meta.get("number") or (match.group(1) if match else 0)))
+    return max(found) + 1
 
 
 def write_version(folder: Path, weights: Path, meta: dict[str, Any]) -> None:
