@@ -143,7 +143,9 @@ def create_app(service: BackendService, threads: int | None = None) -> Flask:
     app = Flask("labelstack_backend")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    collector = StateCollector(service.model_versions, service.jobs, service.shared_cache_stats)
+    collector = StateCollector(
+        service.model_versions, service.jobs, service.shared_cache_stats, service.version_records
+    )
     gate = WorkGate(service.settings.concurrent_requests(threads or worker_threads()))
     _install_hooks(app, service.settings.basic_auth, gate)
 
@@ -188,6 +190,22 @@ def create_app(service: BackendService, threads: int | None = None) -> Flask:
         body = _json_body(optional=True)
         project = request.args.get("project") or (body.get("project") if isinstance(body, dict) else None)
         return jsonify(service.versions(project))
+
+    def project_and_version() -> tuple[Any, Any]:
+        body = _json_body(optional=True)
+        fields = body if isinstance(body, dict) else {}
+        return (
+            request.args.get("project") or fields.get("project"),
+            request.args.get("version") or fields.get("version"),
+        )
+
+    @app.post("/versions/promote")
+    def promote() -> Response:
+        return jsonify(service.promote(*project_and_version()))
+
+    @app.post("/versions/rollback")
+    def rollback() -> Response:
+        return jsonify(service.rollback(*project_and_version()))
 
     @app.get("/metrics")
     def prometheus() -> Response:

@@ -20,6 +20,7 @@ from labelstack_backend import metrics
 from labelstack_backend.coordination.link import OFF, LinkStatus, RedisLink, RedisUnavailable
 from labelstack_backend.errors import (
     BadRequest,
+    InsufficientStorage,
     ModelLoadError,
     NotReady,
     TooManyTasks,
@@ -38,7 +39,9 @@ from labelstack_backend.protocol import (
 from labelstack_backend.server.projects import MemoryProjectStore, ProjectInfo, ProjectStore
 from labelstack_backend.server.workers import WorkerBoard
 from labelstack_backend.settings import Settings
+from labelstack_backend.training.job import HEARTBEAT_SECONDS
 from labelstack_backend.training.manager import TrainingManager
+from labelstack_backend.training.serving import ServingControl
 from labelstack_backend.training.state import JobState, JobStatus
 from labelstack_common.contract import Env
 from labelstack_common.labelstudio import LabelStudioClient
@@ -61,8 +64,10 @@ class BackendService:
         link: RedisLink | None = None,
         board: WorkerBoard | None = None,
         projects: ProjectStore | None = None,
+        serving: ServingControl | None = None,
     ) -> None:
         self.settings = settings
+        self.serving = serving  # promote, roll back, retention (a backend that trains)
         self.predictor = predictor
         self.trainer = trainer
         self.link = link
@@ -251,12 +256,74 @@ class BackendService:
             "versions": self.predictor.versions(project),
             "model_version": self.predictor.model_version(project),
         }
+        if self.serving is not None:
+            body.update(self.serving.describe(project))
         if self.trainer is not None:
             try:
                 body["training"] = self.trainer.state(project).to_json()
             except RedisUnavailable as exc:
                 body["training"] = {"project": project, "status": "unknown", "reason": exc.reason}
         return body
+
+    def _control(self, project_value: Any) -> tuple[ServingControl, str]:
+        if self.serving is None:
+            raise BadRequest(f"the {self.predictor.name} backend has no trained versions to switch")
+        project = project_id(project_value)
+        if not project:
+            raise BadRequest("missing 'project': the Label Studio project whose version to switch")
+        return self.serving, project
+
+    def promote(self, project_value: Any, version: Any) -> dict[str, Any]:
+        """Serve ``version`` now, on every worker (and replica, with Redis)."""
+        control, project = self._control(project_value)
+        if not isinstance(version, str) or not version:
+            raise BadRequest("missing 'version': the version to serve (GET /versions?project= lists them)")
+        return control.promote(project, version)
+
+    def rollback(self, project_value: Any, version: Any = None) -> dict[str, Any]:
+        """Serve ``version``, or the version that served before the current one."""
+        control, project = self._control(project_value)
+        if version is not None and not isinstance(version, str):
+            raise BadRequest("'version' must be a version name")
+        return control.rollback(project, version or None)
+
+    def version_records(self) -> list[dict[str, Any]]:
+        """Every kept version of every trained project with its scores, for /metrics."""
+        if self.serving is None:
+            return []
+        return [
+            {"project": p, **d}
+            for p in self.predictor.trained_projects()
+            for d in self.serving.describe(p)["details"]
+        ]
+
+    def start_recovery(self, interval: float = HEARTBEAT_SECONDS) -> threading.Thread | None:
+        """Re-queue trainings whose job died with its process or pod: at start, then at every
+        heartbeat period (a state goes stale only some time after its job died)."""
+        trainer = self.trainer
+        if trainer is None:
+            return None
+
+        def access(project: str) -> tuple[str, str] | None:
+            try:
+                return self._training_access(project)
+            except UnknownProject as exc:  # the job then fails, and says why
+                log.warning("re-queued training of project %s: %s", project, exc.reason)
+                return None
+
+        def sweep() -> None:
+            while True:
+                try:
+                    trainer.requeue_dead(access)
+                except (RedisUnavailable, InsufficientStorage) as exc:
+                    log.warning("could not look for interrupted trainings: %s", exc.reason)
+                except Exception:
+                    log.exception("looking for interrupted trainings failed")
+                time.sleep(interval)
+
+        thread = threading.Thread(target=sweep, name="training-recovery", daemon=True)
+        thread.start()
+        return thread
 
     # -- helpers -------------------------------------------------------------
     def label_studio(self, project: str | None) -> LabelStudioClient | None:
