@@ -20,7 +20,6 @@ from werkzeug.exceptions import HTTPException
 
 from labelstack_backend import metrics
 from labelstack_backend.errors import BackendError, BadRequest, Busy
-from labelstack_backend.prelabel.report import PrelabelCollector
 from labelstack_backend.protocol import PredictRequest, SetupRequest, WebhookEvent
 from labelstack_backend.server.admission import WorkGate
 from labelstack_backend.server.scrape import StateCollector
@@ -144,7 +143,9 @@ def create_app(service: BackendService, threads: int | None = None) -> Flask:
     app = Flask("labelstack_backend")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    collector = StateCollector(service.model_versions, service.jobs, service.shared_cache_stats)
+    collector = StateCollector(
+        service.model_versions, service.jobs, service.shared_cache_stats, service.version_records
+    )
     gate = WorkGate(service.settings.concurrent_requests(threads or worker_threads()))
     _install_hooks(app, service.settings.basic_auth, gate)
 
@@ -190,20 +191,24 @@ def create_app(service: BackendService, threads: int | None = None) -> Flask:
         project = request.args.get("project") or (body.get("project") if isinstance(body, dict) else None)
         return jsonify(service.versions(project))
 
-    @app.post("/prelabel")
-    def prelabel() -> tuple[Response, int]:
+    def project_and_version() -> tuple[Any, Any]:
         body = _json_body(optional=True)
-        project = request.args.get("project") or (body.get("project") if isinstance(body, dict) else None)
-        status, out = service.prelabel(project)
-        return jsonify(out), status
+        fields = body if isinstance(body, dict) else {}
+        return (
+            request.args.get("project") or fields.get("project"),
+            request.args.get("version") or fields.get("version"),
+        )
 
-    @app.get("/prelabel")
-    def prelabel_progress() -> Response:
-        return jsonify(service.prelabel_progress(request.args.get("project")))
+    @app.post("/versions/promote")
+    def promote() -> Response:
+        return jsonify(service.promote(*project_and_version()))
+
+    @app.post("/versions/rollback")
+    def rollback() -> Response:
+        return jsonify(service.rollback(*project_and_version()))
 
     @app.get("/metrics")
     def prometheus() -> Response:
-        collectors = [collector, PrelabelCollector(service.prelabel_runs)]
-        return Response(metrics.render(collectors), mimetype="text/plain; version=0.0.4")
+        return Response(metrics.render([collector]), mimetype="text/plain; version=0.0.4")
 
     return app

@@ -13,13 +13,14 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from labelstack_backend import metrics
 from labelstack_backend.coordination.link import OFF, LinkStatus, RedisLink, RedisUnavailable
 from labelstack_backend.errors import (
     BadRequest,
+    InsufficientStorage,
     ModelLoadError,
     NotReady,
     TooManyTasks,
@@ -27,24 +28,20 @@ from labelstack_backend.errors import (
 )
 from labelstack_backend.labelconfig import LabelConfig, parse_label_config
 from labelstack_backend.predictors.base import PredictCall, Predictor
-from labelstack_backend.prelabel.job import JobParts
-from labelstack_backend.prelabel.progress import Progress
-from labelstack_backend.prelabel.runner import Prelabeler
-from labelstack_backend.prelabel.store import open_store
 from labelstack_backend.protocol import (
     ANNOTATION_ACTIONS,
-    PRELABEL_ACTION,
     TRAIN_ACTIONS,
     PredictRequest,
     SetupRequest,
     WebhookEvent,
     project_id,
 )
-from labelstack_backend.runtime import resolve_device
 from labelstack_backend.server.projects import MemoryProjectStore, ProjectInfo, ProjectStore
 from labelstack_backend.server.workers import WorkerBoard
 from labelstack_backend.settings import Settings
+from labelstack_backend.training.job import HEARTBEAT_SECONDS
 from labelstack_backend.training.manager import TrainingManager
+from labelstack_backend.training.serving import ServingControl
 from labelstack_backend.training.state import JobState, JobStatus
 from labelstack_common.contract import Env
 from labelstack_common.labelstudio import LabelStudioClient
@@ -67,8 +64,10 @@ class BackendService:
         link: RedisLink | None = None,
         board: WorkerBoard | None = None,
         projects: ProjectStore | None = None,
+        serving: ServingControl | None = None,
     ) -> None:
         self.settings = settings
+        self.serving = serving  # promote, roll back, retention (a backend that trains)
         self.predictor = predictor
         self.trainer = trainer
         self.link = link
@@ -81,12 +80,6 @@ class BackendService:
         self._clients: dict[tuple[str, str], LabelStudioClient] = {}
         self._lock = threading.Lock()
         self._ready = threading.Event()
-        # Bulk pre-labeling, for a predictor that pre-labels (SAM answers clicks only).
-        self.prelabeler = (
-            None
-            if predictor.interactive
-            else Prelabeler(open_store(settings, link), self._prelabel_parts, settings.train_lock_ttl)
-        )
 
     # -- model loading -------------------------------------------------------
     def start_loading(self) -> threading.Thread:
@@ -110,8 +103,6 @@ class BackendService:
         self.state = ModelState.READY
         if self.board is not None:
             self.board.mark_ready()
-        if self.prelabeler is not None:  # before "ready": whoever waits for it sees the run
-            self.prelabeler.resume_interrupted()
         self._ready.set()
         log.info("%s backend ready (%s)", self.predictor.name, self.predictor.model_version(None))
 
@@ -217,8 +208,6 @@ class BackendService:
         return info.config
 
     def webhook(self, event: WebhookEvent) -> tuple[int, dict[str, Any]]:
-        if event.action == PRELABEL_ACTION:
-            return self.prelabel(event.project)
         if event.action in TRAIN_ACTIONS or event.action in ANNOTATION_ACTIONS:
             if self.trainer is None:
                 return 200, {
@@ -267,11 +256,8 @@ class BackendService:
             "versions": self.predictor.versions(project),
             "model_version": self.predictor.model_version(project),
         }
-        if self.prelabeler is not None:
-            try:
-                body["prelabel"] = self.prelabeler.progress(project).to_json()
-            except RedisUnavailable as exc:
-                body["prelabel"] = {"project": project, "status": "unknown", "reason": exc.reason}
+        if self.serving is not None:
+            body.update(self.serving.describe(project))
         if self.trainer is not None:
             try:
                 body["training"] = self.trainer.state(project).to_json()
@@ -279,69 +265,65 @@ class BackendService:
                 body["training"] = {"project": project, "status": "unknown", "reason": exc.reason}
         return body
 
-    # -- bulk pre-labeling ----------------------------------------------------
-    def prelabel(self, project_value: Any, why: str = "asked for") -> tuple[int, dict[str, Any]]:
-        """Start pre-labeling a project in the background: 202 when it starts here, 200 when a run
-        is going (it then makes one more pass when it ends)."""
-        project = self._prelabel_project(project_value)
-        self._require_ready()
-        assert self.prelabeler is not None
-        started, progress = self.prelabeler.start(project, why)
-        return (202 if started else 200), {
-            "status": "started" if started else "already_running",
-            "prelabel": progress.to_json(),
-        }
-
-    def prelabel_progress(self, project_value: Any) -> dict[str, Any]:
-        project = self._prelabel_project(project_value)
-        assert self.prelabeler is not None
-        return {"prelabel": self.prelabeler.progress(project).to_json()}
-
-    def prelabel_after_promotion(self, project: str) -> bool:
-        """For the promotion code: pre-label the project with the version just promoted, when
-        LABELSTACK_PRELABEL_ON_PROMOTE is on. True when a run was asked for."""
-        if not self.settings.prelabel_on_promote or self.prelabeler is None:
-            return False
-        self.prelabel(project, "a version was promoted")
-        return True
-
-    def prelabel_runs(self) -> list[Progress]:
-        if self.prelabeler is None:
-            return []
-        try:
-            return self.prelabeler.store.all()
-        except RedisUnavailable:
-            return []  # labelstack_redis_up says why
-
-    def _prelabel_project(self, project_value: Any) -> str:
-        if self.prelabeler is None:
-            raise BadRequest(f"the {self.predictor.name} backend answers clicks; it does not pre-label")
+    def _control(self, project_value: Any) -> tuple[ServingControl, str]:
+        if self.serving is None:
+            raise BadRequest(f"the {self.predictor.name} backend has no trained versions to switch")
         project = project_id(project_value)
-        if not project or not project.isdigit():
-            raise BadRequest("missing 'project': the id of the Label Studio project to pre-label")
-        return project
+        if not project:
+            raise BadRequest("missing 'project': the Label Studio project whose version to switch")
+        return self.serving, project
 
-    def _prelabel_parts(self, project: str) -> JobParts:
-        ls = self.label_studio(project)
-        if ls is None:
-            raise UnknownProject(
-                f"project {project} was never set up with this backend (POST /setup), and LABEL_STUDIO_URL "
-                "and LABEL_STUDIO_API_KEY are not set, so its tasks cannot be read"
-            )
-        pid = int(project)
-        config = parse_label_config(ls.label_config(pid))
-        self.predictor.check_config(config)
+    def promote(self, project_value: Any, version: Any) -> dict[str, Any]:
+        """Serve ``version`` now, on every worker (and replica, with Redis)."""
+        control, project = self._control(project_value)
+        if not isinstance(version, str) or not version:
+            raise BadRequest("missing 'version': the version to serve (GET /versions?project= lists them)")
+        return control.promote(project, version)
 
-        def predict(tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-            call = PredictCall(tasks, project, config, None, ls, background=True)
-            results = self.predictor.predict(call)
-            ok = sum(1 for r in results if "result" in r)
-            metrics.PREDICTED_TASKS.labels("ok").inc(ok)
-            metrics.PREDICTED_TASKS.labels("failed").inc(len(results) - ok)
-            return results
+    def rollback(self, project_value: Any, version: Any = None) -> dict[str, Any]:
+        """Serve ``version``, or the version that served before the current one."""
+        control, project = self._control(project_value)
+        if version is not None and not isinstance(version, str):
+            raise BadRequest("'version' must be a version name")
+        return control.rollback(project, version or None)
 
-        batch = self.settings.batch_for(resolve_device(self.settings.device))
-        return JobParts(ls, pid, lambda: self.predictor.model_version(project), predict, batch)
+    def version_records(self) -> list[dict[str, Any]]:
+        """Every kept version of every trained project with its scores, for /metrics."""
+        if self.serving is None:
+            return []
+        return [
+            {"project": p, **d}
+            for p in self.predictor.trained_projects()
+            for d in self.serving.describe(p)["details"]
+        ]
+
+    def start_recovery(self, interval: float = HEARTBEAT_SECONDS) -> threading.Thread | None:
+        """Re-queue trainings whose job died with its process or pod: at start, then at every
+        heartbeat period (a state goes stale only some time after its job died)."""
+        trainer = self.trainer
+        if trainer is None:
+            return None
+
+        def access(project: str) -> tuple[str, str] | None:
+            try:
+                return self._training_access(project)
+            except UnknownProject as exc:  # the job then fails, and says why
+                log.warning("re-queued training of project %s: %s", project, exc.reason)
+                return None
+
+        def sweep() -> None:
+            while True:
+                try:
+                    trainer.requeue_dead(access)
+                except (RedisUnavailable, InsufficientStorage) as exc:
+                    log.warning("could not look for interrupted trainings: %s", exc.reason)
+                except Exception:
+                    log.exception("looking for interrupted trainings failed")
+                time.sleep(interval)
+
+        thread = threading.Thread(target=sweep, name="training-recovery", daemon=True)
+        thread.start()
+        return thread
 
     # -- helpers -------------------------------------------------------------
     def label_studio(self, project: str | None) -> LabelStudioClient | None:

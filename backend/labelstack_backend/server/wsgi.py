@@ -26,6 +26,7 @@ from labelstack_backend.server.service import BackendService
 from labelstack_backend.server.workers import WorkerBoard
 from labelstack_backend.settings import Settings, SettingsError
 from labelstack_backend.training.manager import TrainingManager
+from labelstack_backend.training.serving import ServingControl
 from labelstack_backend.training.stores import job_store
 from labelstack_common.contract import PredictorKind
 
@@ -42,6 +43,7 @@ def build_service(settings: Settings) -> BackendService:
     link = coordination_link(settings) if settings.redis_url else None
     predictor: Predictor
     trainer: TrainingManager | None = None
+    serving: ServingControl | None = None
     if settings.predictor is PredictorKind.SAM:
         from labelstack_backend.predictors.sam import SamPredictor
 
@@ -55,7 +57,10 @@ def build_service(settings: Settings) -> BackendService:
         from labelstack_backend.predictors.segmentation import SegmentationPredictor
 
         bus = VersionBus(link) if link is not None else None
-        predictor = SegmentationPredictor(settings, open_registry(settings), loader, bus)
+        registry = open_registry(settings)
+        predictor = SegmentationPredictor(settings, registry, loader, bus)
+        # A switch by hand is announced like a trained version, so every worker follows it.
+        serving = ServingControl(registry, settings.keep_versions, bus.announce if bus else lambda p, v: None)
         trainer = TrainingManager(
             job_store(settings, link), train_every=settings.train_every, timeout=settings.train_timeout
         )
@@ -63,7 +68,7 @@ def build_service(settings: Settings) -> BackendService:
         link.start_monitor()
     # What /setup says must reach every worker (and replica): it lands on one of them only.
     projects = project_store(link)
-    return BackendService(settings, predictor, trainer, link, WorkerBoard.from_env(), projects)
+    return BackendService(settings, predictor, trainer, link, WorkerBoard.from_env(), projects, serving)
 
 
 def create_app_from_env() -> Flask:
@@ -80,5 +85,6 @@ def create_app_from_env() -> Flask:
         log.critical("cannot start the %s backend: %s", settings.predictor.value, exc.reason)
         raise SystemExit(WORKER_BOOT_ERROR) from None
     service.start_loading()
+    service.start_recovery()  # a training its pod's end interrupted runs again
     log.info("%s backend starting; model loading in the background", settings.predictor.value)
     return create_app(service)

@@ -4,11 +4,13 @@ A separate process keeps training off the web workers (a crash or an out-of-memo
 kill cannot take a worker down) and lets it outlive the request that started it.
 It waits for the training lock (one training at a time: per MODEL_DIR on one
 machine, per project across replicas with Redis), fetches the project's
-finished annotations, builds a YOLO-seg dataset, trains, publishes the new
-version, announces it to every replica and records every step in the shared
-job state. If another training was asked for meanwhile (``pending``), it runs
-again once. A job that loses its lock (it expired during a Redis outage and
-another replica took it) stops at the next epoch and publishes nothing.
+finished annotations, holds out a validation split (by task id), builds a YOLO-seg
+dataset, trains, scores the new and the serving model on the held-out split, publishes
+the new version, serves and announces it if ``LABELSTACK_PROMOTE`` says so, prunes old
+versions and records every step in the shared job state. If another training was
+asked for meanwhile (``pending``), it runs again once. A job that loses its lock (it
+expired during a Redis outage and another replica took it) stops at the next epoch and
+publishes nothing.
 
 Exit codes: 0 done, 1 failed (the reason is in the job state), 2 bad arguments,
 3 failed and the job state could not be written (MODEL_DIR full or read-only; the web
@@ -26,25 +28,30 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from labelstack_backend.coordination.link import RedisUnavailable, coordination_link
 from labelstack_backend.coordination.versions import VersionBus
 from labelstack_backend.diskspace import disk_reason_in
 from labelstack_backend.errors import BackendError, InsufficientStorage, TrainingError
 from labelstack_backend.formats.annotations import labeled_images
-from labelstack_backend.formats.yolo import write_dataset
+from labelstack_backend.formats.yolo import Fetch, write_dataset
 from labelstack_backend.images import ImageLoader
 from labelstack_backend.labelconfig import BRUSH, POLYGON, parse_label_config
 from labelstack_backend.logsetup import configure_logging
-from labelstack_backend.registry import open_registry
+from labelstack_backend.registry import ModelVersion, open_registry
 from labelstack_backend.settings import Settings
 from labelstack_backend.training.dataset import annotated_tasks, project_label_config
-from labelstack_backend.training.fit import EpochProgress, fit
+from labelstack_backend.training.evaluate import evaluate
+from labelstack_backend.training.fit import EpochProgress, FitResult, fit
+from labelstack_backend.training.promotion import decide
+from labelstack_backend.training.serving import ServingControl
 from labelstack_backend.training.state import JobState, JobStatus, JobStore, TrainingLease
 from labelstack_backend.training.stores import job_store
+from labelstack_backend.training.validation import Evaluation, Split, split_tasks
 from labelstack_backend.yolo.model import base_weights
 from labelstack_common.labelstudio import LabelStudioClient, LabelStudioError
 
@@ -165,30 +172,55 @@ def _label_studio(settings: Settings) -> LabelStudioClient:
     return LabelStudioClient(url, token, timeout=60)
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """What a training reads: the label config, the finished annotations, each task's image."""
+
+    label_config: str
+    tasks: Iterable[dict[str, Any]]
+    fetch: Fetch
+
+
+Source = Callable[[Settings, str], TrainingData]
+
+
+def label_studio_source(settings: Settings, project: str) -> TrainingData:
+    ls = _label_studio(settings)
+    loader = ImageLoader.from_settings(settings)
+    return TrainingData(
+        project_label_config(ls, project), annotated_tasks(ls, project), lambda v: loader.dataset_bytes(v, ls)
+    )
+
+
 def train_once(
-    settings: Settings, project: str, store: JobStore, still_ours: Callable[[], None] = lambda: None
+    settings: Settings,
+    project: str,
+    store: JobStore,
+    still_ours: Callable[[], None] = lambda: None,
+    source: Source = label_studio_source,
 ) -> JobState | None:
-    """Fetch, convert, train, publish. Raises on failure; the caller records it.
+    """Fetch, convert, train, validate, publish (serving it if the policy says so). Raises on
+    failure; the caller records it.
 
     ``still_ours`` raises when the training lock was lost; it is asked at every epoch and
     right before publishing."""
     registry = open_registry(settings)
     base = base_weights(settings)
-    ls = _label_studio(settings)
-    config = parse_label_config(project_label_config(ls, project))
+    data = source(settings, project)
+    config = parse_label_config(data.label_config)
     class_names = config.label_names((POLYGON, BRUSH))
     if not class_names:
         raise TrainingError("the project's label config has no PolygonLabels or BrushLabels labels to train")
-    images = labeled_images(annotated_tasks(ls, project), config, class_names)
+    images = labeled_images(data.tasks, config, class_names)
     with_objects = sum(1 for img in images if img.objects)
     log.info("project %s: %d finished annotations, %d with objects", project, len(images), with_objects)
     if with_objects == 0:
         raise TrainingError("no finished annotation has a polygon or brush region to learn from")
+    split = split_tasks([img.task_id for img in images], settings.val_fraction, settings.val_min)
     current = registry.current(project)
     base_name = base.name
     # What fine-tuning starts from: the serving version, else the base weights (a demo's config).
     start_from = str(current.path) if current else base.value
-    loader = ImageLoader.from_settings(settings)
     extra = json.loads(settings.train_extra) if settings.train_extra else {}
 
     def on_epoch(p: EpochProgress) -> None:
@@ -199,7 +231,7 @@ def train_once(
             log.warning("could not record epoch %d: %s", p.epoch, exc.reason)
 
     with registry.scratch(project) as work:
-        summary = write_dataset(images, class_names, work / "dataset", lambda v: loader.dataset_bytes(v, ls))
+        summary = write_dataset(images, class_names, work / "dataset", data.fetch, val_tasks=split.val)
         if summary.images == 0:
             raise TrainingError("no training image could be loaded: " + "; ".join(summary.skipped[:3]))
         result = fit(
@@ -214,10 +246,16 @@ def train_once(
             extra=extra,
         )
         still_ours()
+        candidate, serving = validate_both(
+            settings, summary.data_yaml, class_names, split, result, current, work
+        )
+        decision = decide(settings.promote, candidate, serving, current.name if current else None)
+        still_ours()
         version = registry.publish(
             project,
             result.weights,
             base=base_name,
+            serve=False,
             meta={
                 "started_from": start_from,
                 "images": summary.images,
@@ -225,18 +263,78 @@ def train_once(
                 "skipped": summary.skipped,
                 "classes": list(class_names),
                 "epochs": result.epochs,
+                "imgsz": settings.train_imgsz,
                 "metrics": result.metrics,
                 "label_config_digest": config.digest,
                 "annotations": [[i.task_id, i.annotation_id, i.updated_at] for i in images],
+                "validation": {
+                    "split": split.to_json(),
+                    "candidate": candidate.to_json(),
+                    "serving": {"version": current.name if current else None, **serving.to_json()},
+                },
+                "promotion": decision.to_json(),
             },
         )
-    log.info("project %s: published %s", project, version.name)
-    announce(settings, project, version.name)
+    log.info(
+        "project %s: published %s, %s: %s (validation: %s; serving %s: %s)",
+        project,
+        version.name,
+        "promoted" if decision.promote else "kept, not promoted",
+        decision.reason,
+        candidate.scores.summary() if candidate.scores else candidate.note,
+        current.name if current else "the base model",
+        serving.scores.summary() if serving.scores else serving.note,
+    )
+    control = ServingControl(registry, settings.keep_versions, lambda p, v: announce(settings, p, v))
+    if decision.promote:
+        control.switch(project, version.name, "trained", decision.reason)
+    control.prune(project)
+    outcome = {"promoted": decision.promote, "promotion": decision.reason}
     return record(
         store,
         project,
-        lambda s: replace(s, status=JobStatus.DONE, version=version.name, finished_at=time.time(), reason=""),
+        lambda s: replace(
+            s,
+            status=JobStatus.DONE,
+            version=version.name,
+            finished_at=time.time(),
+            reason="",
+            extra={**s.extra, **outcome},
+        ),
     )
+
+
+def validate_both(
+    settings: Settings,
+    data_yaml: Path,
+    class_names: Sequence[str],
+    split: Split,
+    result: FitResult,
+    current: ModelVersion | None,
+    work: Path,
+) -> tuple[Evaluation, Evaluation]:
+    """The new model's and the serving model's scores on the same held-out split, at the size
+    predictions are made (LABELSTACK_IMGSZ)."""
+    if not split.val:
+        note = f"too few finished annotations to hold out a validation split ({len(split.train)})"
+        return Evaluation(None, note), Evaluation(None, note)
+    held_out = sum(1 for _ in (data_yaml.parent / "images" / "val").iterdir())
+
+    def score(weights: str) -> Evaluation:
+        return evaluate(
+            weights,
+            data_yaml,
+            class_names,
+            images=held_out,
+            imgsz=settings.imgsz,
+            batch=settings.train_batch,
+            device=settings.train_device,
+            workdir=work / "val",
+        )
+
+    candidate = score(str(result.weights))
+    serving = score(str(current.path)) if current else Evaluation(None, "no fine-tuned version serves yet")
+    return candidate, serving
 
 
 def wait_for_lock(settings: Settings, project: str, store: JobStore, owner: str) -> TrainingLease | None:

@@ -120,6 +120,7 @@ class TrainingManager:
                     state,
                     status=JobStatus.QUEUED,
                     reason=reason,
+                    requeued="",
                     pending=False,
                     epoch=0,
                     loss=None,
@@ -131,21 +132,70 @@ class TrainingManager:
             except RedisUnavailable as exc:
                 raise refusal(exc) from None
             if started:
-                env = {ENV_LS_URL: ls[0], ENV_LS_TOKEN: ls[1]} if ls else {}
-                try:
-                    child = self._spawn(project, env)
-                except OSError as exc:
-                    reason = f"could not start training: {exc}"
-                    state = self._mark_failed(project, reason)
-                    return TrainDecision(state, started=False)
-                self._children.append(child)
-                threading.Thread(
-                    target=self._reap, args=(project, child), daemon=True, name="train-reaper"
-                ).start()
-                log.info("training of project %s started (%s)", project, reason)
+                failed = self._launch(project, reason, ls)
+                if failed is not None:
+                    return TrainDecision(failed, started=False)
             else:
                 log.info("training of project %s already active; queued one more run", project)
             return TrainDecision(state, started=started)
+
+    def _launch(self, project: str, reason: str, ls: tuple[str, str] | None) -> JobState | None:
+        """Spawn the job of a state just set to queued, and its reaper; the failed state when it
+        cannot start."""
+        env = {ENV_LS_URL: ls[0], ENV_LS_TOKEN: ls[1]} if ls else {}
+        try:
+            child = self._spawn(project, env)
+        except OSError as exc:
+            return self._mark_failed(project, f"could not start training: {exc}")
+        self._children.append(child)
+        threading.Thread(target=self._reap, args=(project, child), daemon=True, name="train-reaper").start()
+        log.info("training of project %s started (%s)", project, reason)
+        return None
+
+    def is_dead(self, state: JobState) -> bool:
+        """An active state whose job is gone: its heartbeat stopped, or it says it runs while
+        nobody holds the training lock (the kernel dropped its flock when the process died)."""
+        if not state.active:
+            return False
+        return is_stale(state) or (
+            state.status is JobStatus.RUNNING and not self.store.lock_held(state.project)
+        )
+
+    def requeue_dead(self, access: Callable[[str], tuple[str, str] | None]) -> list[JobState]:
+        """Queue again every training whose job died with its process or pod (not one whose job
+        failed: its launcher recorded that). Several workers may sweep at once: the transaction
+        starts one job, for a state unchanged since it was found dead."""
+        requeued: list[JobState] = []
+        for found in self.store.all():
+            if not self.is_dead(found):
+                continue
+            owner = str(found.extra.get("owner") or "its process")
+            why = f"re-queued: the training that was {found.status.value} in {owner} stopped with it"
+            with self._lock:
+                started = False
+
+                def again(state: JobState, found: JobState = found, why: str = why) -> JobState:
+                    nonlocal started
+                    same = (state.status, state.updated_at) == (found.status, found.updated_at)
+                    started = state.active and (same or is_stale(state))
+                    if not started:
+                        return state
+                    return replace(
+                        state,
+                        status=JobStatus.QUEUED,
+                        reason=why,
+                        requeued=why,
+                        epoch=0,
+                        loss=None,
+                        new_annotations=0,
+                    )
+
+                state = self.store.update(found.project, again)
+                if not started:
+                    continue
+                log.warning("project %s: %s", found.project, why)
+                requeued.append(self._launch(found.project, why, access(found.project)) or state)
+        return requeued
 
     def on_annotations(
         self, project: str, count: int, ls: tuple[str, str] | None = None

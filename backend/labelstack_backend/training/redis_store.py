@@ -110,6 +110,9 @@ class RedisJobStore:
         taken = self.link.run("lock take", lambda r: r.set(key, owner, nx=True, px=max(1, int(ttl * 1000))))
         return RedisLease(self.link, key, owner, ttl) if taken else None
 
+    def lock_held(self, project: str) -> bool:
+        return self.lock_holder(project) is not None
+
     def lock_holder(self, project: str) -> str | None:
         raw = self.link.run("lock get", lambda r: r.get(self.lock_key(project)))
         return raw.decode() if isinstance(raw, bytes) else raw

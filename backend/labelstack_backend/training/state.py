@@ -46,6 +46,8 @@ class JobState:
     pending: bool = False  # another training was asked for while this one ran
     new_annotations: int = 0  # since the last training started
     runs: int = 0
+    # Why this job was re-queued: its earlier run died with its process or pod ("": it was not).
+    requeued: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -81,6 +83,9 @@ class JobStore(Protocol):
 
     def try_lock(self, project: str, owner: str, ttl: float) -> TrainingLease | None:
         """The training lock for ``project``, or None while another job holds it."""
+
+    def lock_held(self, project: str) -> bool:
+        """Whether a live job holds the training lock ``project`` trains under."""
 
 
 class _FileLease:
@@ -157,3 +162,10 @@ class FileJobStore:
             os.ftruncate(fd, 0)
             os.write(fd, owner.encode())
         return _FileLease(fd)
+
+    def lock_held(self, project: str) -> bool:
+        lease = self.try_lock(project, "", 0)
+        if lease is None:
+            return True
+        lease.release()
+        return False
