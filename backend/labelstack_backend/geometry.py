@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -77,10 +78,10 @@ def _crop_window(
 ) -> tuple[int, int, int, int]:
     """The whole pixels (x0, y0, x1, y1) of a box in the image, at least one pixel."""
     oh, ow = orig_hw
-    x0 = int(np.clip(np.floor(box_xyxy[0]), 0, ow - 1))
-    y0 = int(np.clip(np.floor(box_xyxy[1]), 0, oh - 1))
-    x1 = int(np.clip(np.ceil(box_xyxy[2]), x0 + 1, ow))
-    y1 = int(np.clip(np.ceil(box_xyxy[3]), y0 + 1, oh))
+    x0 = min(max(math.floor(box_xyxy[0]), 0), ow - 1)
+    y0 = min(max(math.floor(box_xyxy[1]), 0), oh - 1)
+    x1 = min(max(math.ceil(box_xyxy[2]), x0 + 1), ow)
+    y1 = min(max(math.ceil(box_xyxy[3]), y0 + 1), oh)
     return x0, y0, x1, y1
 
 
@@ -163,15 +164,36 @@ def upsample_window(
 
 
 def _span(lo: float, hi: float, size: int) -> tuple[int, int]:
-    return int(np.clip(lo, 0, size)), int(np.clip(hi, 0, size))
+    return min(max(int(lo), 0), size), min(max(int(hi), 0), size)
+
+
+def _cut(taps: Taps, lo: int, hi: int) -> Taps:
+    return taps[0][lo:hi], taps[1][lo:hi], taps[2][lo:hi], taps[3][lo:hi]
+
+
+@dataclass(frozen=True)
+class MaskGrid:
+    """What the masks of one image share: its letterbox, and the upsampling taps of
+    every input row and column (a box takes its slice)."""
+
+    input_hw: tuple[int, int]
+    orig_hw: tuple[int, int]
+    letterbox: Letterbox
+    rows: Taps
+    cols: Taps
+
+    @classmethod
+    def of(cls, mask_hw: tuple[int, int], input_hw: tuple[int, int], orig_hw: tuple[int, int]) -> MaskGrid:
+        (ih, iw), (mh, mw) = input_hw, mask_hw
+        rows, cols = _linear_taps(ih, mh, 0, ih), _linear_taps(iw, mw, 0, iw)
+        return cls(input_hw, orig_hw, Letterbox.of(orig_hw, input_hw), rows, cols)
 
 
 def instance_mask(
     logits: Float32,
     box_in: npt.NDArray[np.float32],
     box: tuple[float, float, float, float],
-    input_hw: tuple[int, int],
-    orig_hw: tuple[int, int],
+    grid: MaskGrid,
 ) -> CropMask | None:
     """One YOLO-seg mask in original image pixels, from its logits at the model's mask
     resolution, its box in input pixels (``box_in``) and in the image (``box``).
@@ -183,19 +205,18 @@ def instance_mask(
     ``None`` when the mask is empty at input resolution (ultralytics drops those).
     """
     inside = np.ceil(box_in)  # pixel c is in the box when box_in[0] <= c < box_in[2]
-    cols = _span(inside[0], inside[2], input_hw[1])
-    rows = _span(inside[1], inside[3], input_hw[0])
+    cols = _span(inside[0], inside[2], grid.input_hw[1])
+    rows = _span(inside[1], inside[3], grid.input_hw[0])
     if cols[0] >= cols[1] or rows[0] >= rows[1]:
         return None
-    row_taps = _linear_taps(input_hw[0], logits.shape[0], *rows)
-    col_taps = _linear_taps(input_hw[1], logits.shape[1], *cols)
+    row_taps, col_taps = _cut(grid.rows, *rows), _cut(grid.cols, *cols)
     # Upsampled values are blends of these with weights >= 0: none > 0 means an empty mask.
     if logits[row_taps[0][0] : row_taps[1][-1] + 1, col_taps[0][0] : col_taps[1][-1] + 1].max() <= 0:
         return None
     binary = _upsample(logits, row_taps, col_taps) > 0
     if not binary.any():
         return None
-    return unletterbox_mask(binary, Letterbox.of(orig_hw, input_hw), box, orig_hw, origin=(cols[0], rows[0]))
+    return unletterbox_mask(binary, grid.letterbox, box, grid.orig_hw, origin=(cols[0], rows[0]))
 
 
 def mask_polygons(mask: CropMask, tolerance: float = 1.0, min_area: float = 4.0) -> list[Points]:

@@ -110,6 +110,7 @@ class PredictRequest:
         )
 
 
+PRELABEL_ACTION = "PRELABEL"  # {"action": "PRELABEL", "project": <id>}: bulk pre-labeling
 TRAIN_ACTIONS = frozenset({"START_TRAINING"})
 ANNOTATION_ACTIONS = frozenset({"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED"})
 DELETE_ACTIONS = frozenset({"ANNOTATION_DELETED", "ANNOTATIONS_DELETED"})

@@ -134,6 +134,8 @@ class Settings(BaseModel):
     # How often a replica re-reads the serving versions, for announcements it missed.
     version_poll_seconds: float = Field(10.0, gt=0, validation_alias=Env.VERSION_POLL_SECONDS)
     train_lock_ttl: float = Field(60.0, ge=1, validation_alias=Env.TRAIN_LOCK_TTL)
+    # Bulk pre-labeling of a project after a version is promoted (off: on demand only).
+    prelabel_on_promote: bool = Field(False, validation_alias=Env.PRELABEL_ON_PROMOTE)
     # SAM's shared embedding cache in Redis (0 turns it off).
     sam_redis_bytes: int = Field(256 * 1024**2, ge=0, validation_alias=Env.SAM_REDIS_BYTES)
     sam_redis_ttl: int = Field(86400, ge=1, validation_alias=Env.SAM_REDIS_TTL)

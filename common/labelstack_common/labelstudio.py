@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
@@ -78,6 +79,29 @@ def _classify(what: str, exc: BaseException) -> LabelStudioError:
     if isinstance(exc, httpx.HTTPStatusError):
         return LabelStudioError(what, exc.response.status_code, _reason(exc.response.text))
     return LabelStudioError(what, 0, f"{type(exc).__name__}: {exc}")
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """A task as bulk pre-labeling sees it."""
+
+    id: int
+    data: dict[str, Any]
+    versions: frozenset[str]  # model versions of its predictions
+
+    def as_task(self) -> dict[str, Any]:
+        return {"id": self.id, "data": self.data}
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    total: int  # tasks in the project
+    tasks: list[TaskRow]
+
+
+def _versions(joined: Any) -> frozenset[str]:
+    """Label Studio joins a task's prediction versions with commas (LabelStack's names have none)."""
+    return frozenset(v.strip() for v in str(joined or "").split(",") if v.strip())
 
 
 def is_jwt(token: str) -> bool:
@@ -172,6 +196,63 @@ class LabelStudioClient:
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.request(method, path, **kwargs).json()
+
+    # -- bulk pre-labeling ---------------------------------------------------------------------
+    def label_config(self, project: int) -> str:
+        info = self.call(f"get project {project}", self.sdk.projects.get, id=project)
+        return str(info.label_config or "")
+
+    def task_pages(self, project: int, page_size: int = 100) -> Iterator[TaskPage]:
+        """The project's tasks one page at a time, through label-studio-sdk: each task's id, its
+        data as stored (what Label Studio sends to /predict) and the model versions of its
+        predictions. Pages are by task id, so predictions written meanwhile do not shift them."""
+        what = f"list the tasks of project {project}"
+        pager = self.call(
+            what,
+            self.sdk.tasks.list,
+            project=project,
+            fields="all",  # predictions_model_versions is empty without it
+            include="id,data,predictions_model_versions",
+            resolve_uri=False,
+            page_size=page_size,
+        )
+        page: Any = pager
+        seen = 0
+        while page is not None:
+            total = int(getattr(page.response, "total", 0) or 0)
+            tasks = [
+                TaskRow(
+                    int(t.id), dict(t.data or {}), _versions(getattr(t, "predictions_model_versions", ""))
+                )
+                for t in page.items or []
+                if t.id is not None
+            ]
+            if not tasks:
+                return
+            yield TaskPage(total, tasks)
+            seen += len(page.items or [])
+            # The SDK always says there is a next page; Label Studio answers 404 past the last.
+            more = page.has_next and len(page.items or []) == page_size and seen < total
+            page = self.call(what, page.next_page) if more else None
+
+    def import_predictions(self, project: int, predictions: Sequence[Mapping[str, Any]]) -> int:
+        """Write many predictions in one request (``POST /api/projects/{id}/import/predictions``);
+        returns how many Label Studio created. Not retried: a retried write that had landed would
+        leave duplicates, so a failure goes to the caller, whose next pass sees what was stored."""
+        if not predictions:
+            return 0
+        what = f"import {len(predictions)} predictions into project {project}"
+        url = f"{self.url}/api/projects/{project}/import/predictions"
+        try:
+            resp = self._session.post(
+                url, json=list(predictions), headers=self.auth_headers(), timeout=self.timeout
+            )
+            resp.raise_for_status()
+            return int(resp.json().get("created", 0))
+        except LabelStudioError:
+            raise
+        except Exception as exc:
+            raise _classify(what, exc) from exc
 
     def is_up(self) -> bool:
         """True when Label Studio answers its health endpoint."""

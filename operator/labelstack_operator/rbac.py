@@ -54,9 +54,8 @@ def _rule(kinds: Iterable[Kind], verbs: Iterable[str], subresource: str | None =
 
 
 def secret_rules() -> list[Rule]:
-    """Read the admin, Redis and referenced Secrets; create the generated ones; patch the backends'
-    account Secret with a rotated token."""
-    return [_rule([SECRET], ("get", "create", "patch"))]
+    """Read the admin, Redis and referenced Secrets; create the generated ones."""
+    return [_rule([SECRET], ("get", "create"))]
 
 
 def operator_rules(*, secrets: bool = True) -> list[Rule]:

@@ -166,19 +166,6 @@ class AdminSecret(_Model):
     """Admin e-mail used only when the operator generates the Secret."""
 
 
-# What Label Studio's sign-up form takes as an e-mail, roughly; it has the last word.
-EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-
-
-class UsersSecret(_Model):
-    """A Secret listing the team's e-mails, one a line (or separated by commas or spaces)."""
-
-    name: str = Field(pattern=DNS_SUBDOMAIN, max_length=253)
-    """Secret name, in the namespace of the stack."""
-    key: str = "emails"
-    """Key holding the e-mails."""
-
-
 class LabelStudio(_Model):
     """The Label Studio UI and API server."""
 
@@ -193,13 +180,6 @@ class LabelStudio(_Model):
     admin_secret: AdminSecret = Field(default_factory=AdminSecret)
     env: list[EnvVar] = Field(default_factory=list, max_length=64)
     """Extra environment (a PostgreSQL database, for example)."""
-    users: list[Annotated[str, Field(pattern=EMAIL, max_length=254)]] = Field(
-        default_factory=list, max_length=500
-    )
-    """The team's e-mails: each gets an account once, its generated password kept in the Secret
-    <stack>-user-<digest> (annotated with the e-mail); an existing account is left alone."""
-    users_secret: UsersSecret | None = None
-    """More e-mails, from a Secret (a list that should not sit in the spec)."""
     signup: Literal["invite", "open"] = "invite"
     """invite: only the organisation's invite link signs people up (LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK);
     open: anyone who reaches Label Studio can sign up and see every project."""

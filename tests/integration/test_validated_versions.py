@@ -18,11 +18,14 @@ import pytest
 import requests
 
 from labelstack_backend.registry import ModelRegistry
+from labelstack_backend.registry.gcs import GcsModelRegistry
 from labelstack_backend.settings import Settings
 from labelstack_backend.training.job import train_once
+from labelstack_backend.training.serving import ServingControl
 from labelstack_backend.training.state import FileJobStore, JobState, JobStatus
 from labelstack_tools.cli.main import main as labelstack
 from tests.support.backend import run_backend, versions
+from tests.support.gcs_emulator import GcsEmulator, make_bucket
 from tests.support.redis_server import RedisServer
 from tests.support.synthetic import SHAPES_CONFIG, scene
 from tests.support.training_source import shapes_source
@@ -169,3 +172,26 @@ def test_a_training_running_when_its_backend_stopped_is_requeued_on_start(tmp_pa
             lambda: (t := versions(backend.url, int(PROJECT))["training"])["status"] == "failed" and t,
         )
         assert "Label Studio" in ended["reason"] and ended["requeued"] == job["requeued"]
+
+
+def test_in_a_bucket_a_switch_and_a_pruned_version_are_seen_by_another_replica(
+    gcs_emulator: GcsEmulator, tmp_path: Path
+) -> None:
+    make_bucket("labelstack-models")
+    uri = f"gs://labelstack-models/{uuid.uuid4().hex[:8]}/seg"
+    a = GcsModelRegistry.from_uri(uri, ModelRegistry(tmp_path / "a"))
+    b = GcsModelRegistry.from_uri(uri, ModelRegistry(tmp_path / "b"))
+    weights = tmp_path / "best.pt"
+    names = []
+    for n in range(3):
+        weights.write_bytes(f"weights {n}".encode())
+        names.append(a.publish("4", weights, base="yolov8n-seg", meta={}, serve=n == 0).name)
+    assert b.current_name("4") == names[0], "kept versions do not serve"
+    control = ServingControl(a, keep=1)
+    control.promote("4", names[2])
+    assert b.current_name("4") == names[2] and b.get("4", names[2]) is not None
+    assert ServingControl(b, keep=1).rollback("4")["serving"] == names[0]
+    assert a.current_name("4") == names[0]
+    assert control.prune("4") == [names[1]], "the newest and the serving one stay"
+    assert [v.name for v in b.versions("4")] == [names[0], names[2]]
+    assert [h["action"] for h in b.history("4")] == ["published", "promote", "rollback"]

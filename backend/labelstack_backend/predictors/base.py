@@ -22,6 +22,7 @@ class PredictCall:
     config: LabelConfig
     context: Mapping[str, Any] | None
     ls: LabelStudioClient | None
+    background: bool = False  # bulk pre-labeling: the model serves interactive calls first
 
 
 class Predictor(Protocol):

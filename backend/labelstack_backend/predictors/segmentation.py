@@ -28,6 +28,7 @@ from labelstack_backend.labelconfig import (
     task_image_value,
 )
 from labelstack_backend.predictors.base import PredictCall
+from labelstack_backend.priority import PriorityGate
 from labelstack_backend.protocol import WebhookEvent
 from labelstack_backend.regions import Detection, detections_to_regions, failed_prediction, prediction
 from labelstack_backend.registry.store import ModelStore
@@ -68,6 +69,8 @@ class SegmentationPredictor:
         self.models = SegmentationModels(settings, registry)
         self.registry = registry
         self.loader = loader
+        # /predict calls share the model as before; bulk pre-labeling batches wait for them.
+        self.gate = PriorityGate(exclusive=False)
         self.follower = (
             None
             if self.models.per_request
@@ -109,7 +112,7 @@ class SegmentationPredictor:
         return None  # training events are the service's (its TrainingManager)
 
     def _detect(
-        self, model: SegmentationModel, images: Sequence[LoadedImage], conf: float
+        self, model: SegmentationModel, images: Sequence[LoadedImage], conf: float, background: bool = False
     ) -> list[list[Detection]]:
         """Detections per image. Large images go through in tiles; every tile and image of
         the request shares the same batches."""
@@ -126,12 +129,13 @@ class SegmentationPredictor:
                     continue
             inputs.append(img.image)
             sources.append((j, whole))
-        found = model.detect(
-            inputs,
-            conf=conf,
-            batch_size=self.settings.batch_for(model.device),
-            max_det=self.settings.max_detections,
-        )
+        with self.gate.hold(background):
+            found = model.detect(
+                inputs,
+                conf=conf,
+                batch_size=self.settings.batch_for(model.device),
+                max_det=self.settings.max_detections,
+            )
         seen: list[list[tiling.Seen]] = [[] for _ in images]
         for (j, win), dets in zip(sources, found, strict=True):
             seen[j].extend(tiling.to_image(d, win, images[j].width, images[j].height) for d in dets)
@@ -159,7 +163,7 @@ class SegmentationPredictor:
                 failures[i] = item.reason
             else:
                 images.append((i, item))
-        found = self._detect(batch.model, [img for _, img in images], batch.conf)
+        found = self._detect(batch.model, [img for _, img in images], batch.conf, batch.call.background)
         out: dict[int, dict[str, Any]] = {}
         for (i, img), dets in zip(images, found, strict=True):
             regions = detections_to_regions(

@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from labelstack_backend import metrics
 from labelstack_backend.errors import BackendError, BadRequest, Busy
+from labelstack_backend.prelabel.report import PrelabelCollector
 from labelstack_backend.protocol import PredictRequest, SetupRequest, WebhookEvent
 from labelstack_backend.server.admission import WorkGate
 from labelstack_backend.server.scrape import StateCollector
@@ -207,8 +208,20 @@ def create_app(service: BackendService, threads: int | None = None) -> Flask:
     def rollback() -> Response:
         return jsonify(service.rollback(*project_and_version()))
 
+    @app.post("/prelabel")
+    def prelabel() -> tuple[Response, int]:
+        body = _json_body(optional=True)
+        project = request.args.get("project") or (body.get("project") if isinstance(body, dict) else None)
+        status, out = service.prelabel(project)
+        return jsonify(out), status
+
+    @app.get("/prelabel")
+    def prelabel_progress() -> Response:
+        return jsonify(service.prelabel_progress(request.args.get("project")))
+
     @app.get("/metrics")
     def prometheus() -> Response:
-        return Response(metrics.render([collector]), mimetype="text/plain; version=0.0.4")
+        collectors = [collector, PrelabelCollector(service.prelabel_runs)]
+        return Response(metrics.render(collectors), mimetype="text/plain; version=0.0.4")
 
     return app

@@ -13,7 +13,7 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from labelstack_backend import metrics
@@ -28,14 +28,20 @@ from labelstack_backend.errors import (
 )
 from labelstack_backend.labelconfig import LabelConfig, parse_label_config
 from labelstack_backend.predictors.base import PredictCall, Predictor
+from labelstack_backend.prelabel.job import JobParts
+from labelstack_backend.prelabel.progress import Progress
+from labelstack_backend.prelabel.runner import Prelabeler
+from labelstack_backend.prelabel.store import open_store
 from labelstack_backend.protocol import (
     ANNOTATION_ACTIONS,
+    PRELABEL_ACTION,
     TRAIN_ACTIONS,
     PredictRequest,
     SetupRequest,
     WebhookEvent,
     project_id,
 )
+from labelstack_backend.runtime import resolve_device
 from labelstack_backend.server.projects import MemoryProjectStore, ProjectInfo, ProjectStore
 from labelstack_backend.server.workers import WorkerBoard
 from labelstack_backend.settings import Settings
@@ -80,6 +86,12 @@ class BackendService:
         self._clients: dict[tuple[str, str], LabelStudioClient] = {}
         self._lock = threading.Lock()
         self._ready = threading.Event()
+        # Bulk pre-labeling, for a predictor that pre-labels (SAM answers clicks only).
+        self.prelabeler = (
+            None
+            if predictor.interactive
+            else Prelabeler(open_store(settings, link), self._prelabel_parts, settings.train_lock_ttl)
+        )
 
     # -- model loading -------------------------------------------------------
     def start_loading(self) -> threading.Thread:
@@ -103,6 +115,8 @@ class BackendService:
         self.state = ModelState.READY
         if self.board is not None:
             self.board.mark_ready()
+        if self.prelabeler is not None:  # before "ready": whoever waits for it sees the run
+            self.prelabeler.resume_interrupted()
         self._ready.set()
         log.info("%s backend ready (%s)", self.predictor.name, self.predictor.model_version(None))
 
@@ -208,6 +222,8 @@ class BackendService:
         return info.config
 
     def webhook(self, event: WebhookEvent) -> tuple[int, dict[str, Any]]:
+        if event.action == PRELABEL_ACTION:
+            return self.prelabel(event.project)
         if event.action in TRAIN_ACTIONS or event.action in ANNOTATION_ACTIONS:
             if self.trainer is None:
                 return 200, {
@@ -258,6 +274,11 @@ class BackendService:
         }
         if self.serving is not None:
             body.update(self.serving.describe(project))
+        if self.prelabeler is not None:
+            try:
+                body["prelabel"] = self.prelabeler.progress(project).to_json()
+            except RedisUnavailable as exc:
+                body["prelabel"] = {"project": project, "status": "unknown", "reason": exc.reason}
         if self.trainer is not None:
             try:
                 body["training"] = self.trainer.state(project).to_json()
@@ -324,6 +345,70 @@ class BackendService:
         thread = threading.Thread(target=sweep, name="training-recovery", daemon=True)
         thread.start()
         return thread
+
+    # -- bulk pre-labeling ----------------------------------------------------
+    def prelabel(self, project_value: Any, why: str = "asked for") -> tuple[int, dict[str, Any]]:
+        """Start pre-labeling a project in the background: 202 when it starts here, 200 when a run
+        is going (it then makes one more pass when it ends)."""
+        project = self._prelabel_project(project_value)
+        self._require_ready()
+        assert self.prelabeler is not None
+        started, progress = self.prelabeler.start(project, why)
+        return (202 if started else 200), {
+            "status": "started" if started else "already_running",
+            "prelabel": progress.to_json(),
+        }
+
+    def prelabel_progress(self, project_value: Any) -> dict[str, Any]:
+        project = self._prelabel_project(project_value)
+        assert self.prelabeler is not None
+        return {"prelabel": self.prelabeler.progress(project).to_json()}
+
+    def prelabel_after_promotion(self, project: str) -> bool:
+        """For the promotion code: pre-label the project with the version just promoted, when
+        LABELSTACK_PRELABEL_ON_PROMOTE is on. True when a run was asked for."""
+        if not self.settings.prelabel_on_promote or self.prelabeler is None:
+            return False
+        self.prelabel(project, "a version was promoted")
+        return True
+
+    def prelabel_runs(self) -> list[Progress]:
+        if self.prelabeler is None:
+            return []
+        try:
+            return self.prelabeler.store.all()
+        except RedisUnavailable:
+            return []  # labelstack_redis_up says why
+
+    def _prelabel_project(self, project_value: Any) -> str:
+        if self.prelabeler is None:
+            raise BadRequest(f"the {self.predictor.name} backend answers clicks; it does not pre-label")
+        project = project_id(project_value)
+        if not project or not project.isdigit():
+            raise BadRequest("missing 'project': the id of the Label Studio project to pre-label")
+        return project
+
+    def _prelabel_parts(self, project: str) -> JobParts:
+        ls = self.label_studio(project)
+        if ls is None:
+            raise UnknownProject(
+                f"project {project} was never set up with this backend (POST /setup), and LABEL_STUDIO_URL "
+                "and LABEL_STUDIO_API_KEY are not set, so its tasks cannot be read"
+            )
+        pid = int(project)
+        config = parse_label_config(ls.label_config(pid))
+        self.predictor.check_config(config)
+
+        def predict(tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+            call = PredictCall(tasks, project, config, None, ls, background=True)
+            results = self.predictor.predict(call)
+            ok = sum(1 for r in results if "result" in r)
+            metrics.PREDICTED_TASKS.labels("ok").inc(ok)
+            metrics.PREDICTED_TASKS.labels("failed").inc(len(results) - ok)
+            return results
+
+        batch = self.settings.batch_for(resolve_device(self.settings.device))
+        return JobParts(ls, pid, lambda: self.predictor.model_version(project), predict, batch)
 
     # -- helpers -------------------------------------------------------------
     def label_studio(self, project: str | None) -> LabelStudioClient | None:

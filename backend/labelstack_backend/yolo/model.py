@@ -26,7 +26,7 @@ from PIL import Image
 
 from labelstack_backend import runtime
 from labelstack_backend.errors import ModelLoadError
-from labelstack_backend.geometry import fitted_size, instance_mask
+from labelstack_backend.geometry import MaskGrid, fitted_size, instance_mask
 from labelstack_backend.regions import Detection
 from labelstack_backend.registry.store import safe_name
 from labelstack_backend.settings import Settings
@@ -206,10 +206,11 @@ def raw_detections(raw: RawOutput, orig_hw: tuple[int, int]) -> list[Detection]:
     boxes = ops.scale_boxes(raw.input_hw, pred[:, :4].clone(), orig_hw).float().cpu().numpy()
     scores = pred[:, 4].float().cpu().numpy()
     classes = pred[:, 5].int().cpu().numpy()
+    grid = MaskGrid.of((mh, mw), raw.input_hw, orig_hw)
     dets: list[Detection] = []
     for i in range(len(boxes)):
         box = (float(boxes[i, 0]), float(boxes[i, 1]), float(boxes[i, 2]), float(boxes[i, 3]))
-        mask = instance_mask(logits[i], boxes_in[i], box, raw.input_hw, orig_hw)
+        mask = instance_mask(logits[i], boxes_in[i], box, grid)
         if mask is None:
             continue
         dets.append(Detection(int(classes[i]), float(scores[i]), box, mask if mask.crop.any() else None))

@@ -230,9 +230,7 @@ def test_backend_env_follows_the_documented_contract():
     seg = env(container(objs, "garments-seg"))
     assert seg["LABELSTACK_PREDICTOR"] == "segmentation"
     assert seg["LABEL_STUDIO_URL"] == "http://garments-label-studio.labelling.svc:8080"
-    assert seg["LABEL_STUDIO_API_KEY"] == {
-        "secretKeyRef": {"name": "garments-label-studio-backends", "key": "token"}
-    }
+    assert seg["LABEL_STUDIO_API_KEY"] == {"secretKeyRef": {"name": "garments-admin", "key": "token"}}
     assert seg["MODEL_DIR"] == "/models"
     assert seg["LABELSTACK_SEG_WEIGHTS"] == "/weights/yolov8l-seg.pt"
     assert seg["LABELSTACK_SCORE_THRESHOLD"] == "0.4"

@@ -8,10 +8,10 @@ import sys
 from labelstack_backend import __version__
 from labelstack_backend.logsetup import configure_logging
 from labelstack_common.errors import LabelStackError
-from labelstack_tools.cli import down, export, importer, model, serve, status, up
+from labelstack_tools.cli import down, export, importer, model, prelabel, serve, status, up
 from labelstack_tools.cli.common import console
 
-COMMANDS = (up, down, status, serve, importer, export, model)
+COMMANDS = (up, down, status, serve, importer, export, prelabel, model)
 
 
 def parser() -> argparse.ArgumentParser:
