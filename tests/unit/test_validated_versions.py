@@ -200,3 +200,32 @@ def test_versions_says_a_training_was_requeued(app_and_registry) -> None:
     why = "re-queued: the training that was running in pod-a:17 stopped with it"
     service.trainer.store.update("8", lambda s: replace(s, status=JobStatus.QUEUED, requeued=why, runs=1))
     assert client.get("/versions?project=8").json["training"]["requeued"] == why
+
+
+def test_a_version_a_training_promoted_is_prelabeled_once(tmp_path: Path, monkeypatch) -> None:
+    env = {"LABELSTACK_DEMO_MODEL": "1", "MODEL_DIR": str(tmp_path), "LABELSTACK_PRELABEL_ON_PROMOTE": "1"}
+    service = build_service(Settings.from_env(env))
+    asked: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        service, "prelabel", lambda project, why="": asked.append((project, why)) or (201, {})
+    )
+    store = service.trainer.store
+
+    def done(version: str, promoted: bool) -> None:
+        store.update(
+            "9",
+            lambda s: replace(
+                s, status=JobStatus.DONE, version=version, extra={**s.extra, "promoted": promoted}
+            ),
+        )
+
+    done("v1", True)
+    service.sweep_trainings()
+    service.sweep_trainings()
+    assert asked == [("9", "a version was promoted")], "once per promoted version"
+    done("v2", False)
+    service.sweep_trainings()
+    assert len(asked) == 1, "a version kept unserved is not pre-labeled"
+    done("v3", True)
+    service.sweep_trainings()
+    assert len(asked) == 2

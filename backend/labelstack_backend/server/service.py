@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from labelstack_backend import metrics
@@ -299,14 +300,16 @@ class BackendService:
         control, project = self._control(project_value)
         if not isinstance(version, str) or not version:
             raise BadRequest("missing 'version': the version to serve (GET /versions?project= lists them)")
-        return control.promote(project, version)
+        done = control.promote(project, version)
+        return {**done, "prelabel": self.prelabel_after_promotion(project)}
 
     def rollback(self, project_value: Any, version: Any = None) -> dict[str, Any]:
         """Serve ``version``, or the version that served before the current one."""
         control, project = self._control(project_value)
         if version is not None and not isinstance(version, str):
             raise BadRequest("'version' must be a version name")
-        return control.rollback(project, version or None)
+        done = control.rollback(project, version or None)
+        return {**done, "prelabel": self.prelabel_after_promotion(project)}
 
     def version_records(self) -> list[dict[str, Any]]:
         """Every kept version of every trained project with its scores, for /metrics."""
@@ -318,12 +321,13 @@ class BackendService:
             for d in self.serving.describe(p)["details"]
         ]
 
-    def start_recovery(self, interval: float = HEARTBEAT_SECONDS) -> threading.Thread | None:
-        """Re-queue trainings whose job died with its process or pod: at start, then at every
-        heartbeat period (a state goes stale only some time after its job died)."""
+    def sweep_trainings(self) -> None:
+        """Re-queue trainings whose job died with its process or pod, and pre-label after a
+        version a training promoted (LABELSTACK_PRELABEL_ON_PROMOTE): the job runs in its own
+        process, so the web side notices the promotion in the job state."""
         trainer = self.trainer
         if trainer is None:
-            return None
+            return
 
         def access(project: str) -> tuple[str, str] | None:
             try:
@@ -332,10 +336,34 @@ class BackendService:
                 log.warning("re-queued training of project %s: %s", project, exc.reason)
                 return None
 
+        trainer.requeue_dead(access)
+        if not self.settings.prelabel_on_promote:
+            return
+        for job in trainer.store.all():
+            if job.status is not JobStatus.DONE or not job.extra.get("promoted"):
+                continue
+            claimed = False
+
+            def claim(state: JobState, version: str = job.version) -> JobState:
+                # One worker of one replica claims each promoted version (a transaction).
+                nonlocal claimed
+                claimed = state.version == version and state.extra.get("prelabeled") != version
+                return replace(state, extra={**state.extra, "prelabeled": version}) if claimed else state
+
+            trainer.store.update(job.project, claim)
+            if claimed:
+                self.prelabel_after_promotion(job.project)
+
+    def start_recovery(self, interval: float = HEARTBEAT_SECONDS) -> threading.Thread | None:
+        """:meth:`sweep_trainings` at start, then at every heartbeat period (a state goes stale
+        only some time after its job died)."""
+        if self.trainer is None:
+            return None
+
         def sweep() -> None:
             while True:
                 try:
-                    trainer.requeue_dead(access)
+                    self.sweep_trainings()
                 except (RedisUnavailable, InsufficientStorage) as exc:
                     log.warning("could not look for interrupted trainings: %s", exc.reason)
                 except Exception:
