@@ -257,7 +257,7 @@ class FakePredictor:
     def load(self) -> None:
         pass
 
-    def check_config(self, config: LabelConfig) -> None:
+    def check_config(self, config: LabelConfig, project: str | None = None) -> None:
         pass
 
     def model_version(self, project: str | None) -> str:

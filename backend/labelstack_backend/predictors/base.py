@@ -32,8 +32,9 @@ class Predictor(Protocol):
     def load(self) -> None:
         """Load the model (slow; runs in the background after the process starts)."""
 
-    def check_config(self, config: LabelConfig) -> None:
-        """Raise UnprocessableConfig when the config has nothing this predictor can fill."""
+    def check_config(self, config: LabelConfig, project: str | None = None) -> None:
+        """Raise UnprocessableConfig when the config has nothing this predictor can fill; at
+        /setup, ``project`` is the project the config is Label Studio's for."""
 
     def model_version(self, project: str | None) -> str: ...
 

@@ -76,7 +76,7 @@ class SamPredictor:
         self.warmer = Warmer(self.embeddings)
         self.model = model
 
-    def check_config(self, config: LabelConfig) -> None:
+    def check_config(self, config: LabelConfig, project: str | None = None) -> None:
         check_sam_config(config, self.settings.sam_polygon)
 
     def model_version(self, project: str | None) -> str:

@@ -34,7 +34,9 @@ from labelstack_backend.regions import Detection, detections_to_regions, failed_
 from labelstack_backend.registry.store import ModelStore
 from labelstack_backend.settings import Settings
 from labelstack_backend.yolo.model import SegmentationModel
+from labelstack_backend.yolo.openvocab import TextEmbedder, ZeroShot, vocabulary
 from labelstack_backend.yolo.versions import SegmentationModels, VersionFollower
+from labelstack_common.contract import SegModel
 from labelstack_common.labelstudio import LabelStudioClient
 
 log = logging.getLogger(__name__)
@@ -64,8 +66,13 @@ class SegmentationPredictor:
         registry: ModelStore,
         loader: ImageLoader,
         bus: VersionBus | None = None,
+        *,
+        text: TextEmbedder | None = None,
     ) -> None:
         self.settings = settings
+        # Zero-shot (LABELSTACK_SEG_MODEL=yoloe): the project's labels are the classes until it has
+        # a fine-tuned version. Checked first: its missing file is the one to name.
+        self.zero_shot = ZeroShot(settings, text=text) if settings.seg_model is not SegModel.YOLO else None
         self.models = SegmentationModels(settings, registry)
         self.registry = registry
         self.loader = loader
@@ -85,15 +92,24 @@ class SegmentationPredictor:
         )
 
     def load(self) -> None:
-        self.models.load_base()
+        if self.zero_shot is not None:
+            self.models.base = self.zero_shot.load()  # what serves a project without a version
+        else:
+            self.models.load_base()
         if self.follower is not None:
             self.follower.start()
 
-    def check_config(self, config: LabelConfig) -> None:
+    def check_config(self, config: LabelConfig, project: str | None = None) -> None:
         require_controls(config, self.control_types, "segmentation")
+        names = vocabulary(config, self.control_types)
+        if self.zero_shot is not None and self.zero_shot.base is not None and names:
+            self.zero_shot.model_for(names, project)  # the label set's classes, ready at /setup
 
     def model_version(self, project: str | None) -> str:
-        return self.models.version_for(project)
+        version = self.models.version_for(project)
+        if self.zero_shot is not None and version == self.models.version_for(None):
+            return self.zero_shot.version_for(project)  # no fine-tuned version: its label set's
+        return version
 
     def versions(self, project: str | None) -> list[str]:
         # Label Studio 1.23 asks GET /versions without saying which project (its GET drops the
@@ -181,6 +197,8 @@ class SegmentationPredictor:
     def predict(self, call: PredictCall) -> list[dict[str, Any]]:
         controls = require_controls(call.config, self.control_types, "segmentation")
         model = self.models.model_for(call.project)
+        if self.zero_shot is not None and model is self.models.base:
+            model = self.zero_shot.model_for(vocabulary(call.config, self.control_types), call.project)
         label_map = build_label_map(controls, model.names)
         if not label_map:
             log.warning(

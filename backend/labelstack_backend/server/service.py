@@ -177,7 +177,7 @@ class BackendService:
 
     def setup(self, req: SetupRequest) -> dict[str, Any]:
         config = parse_label_config(req.label_config)
-        self.predictor.check_config(config)
+        self.predictor.check_config(config, req.project)
         if req.project:
             self.projects.put(req.project, ProjectInfo(req.label_config, req.hostname, req.access_token))
         return {"model_version": self.predictor.model_version(req.project)}
