@@ -295,4 +295,5 @@ def test_notes_tell_how_to_reach_label_studio_and_see_the_conditions():
 
     notes = render_notes()
     assert "kubectl apply -n <namespace> -f" in notes and "watches LabelingStacks in labelstack." in notes
-    assert "every namespace" in render_notes([{"watch": {"scope": "cluster"}}])
+    wide = render_notes([{"watch": {"scope": "cluster"}}])
+    assert "every namespace" in wide and "Secrets only in labelstack\n(rbac.secretNamespaces)" in wide
