@@ -50,9 +50,8 @@ def parts(
             for t in tasks
         ]
 
-    return JobParts(
-        ls, 1, lambda: version, predict, batch_size=kw.pop("batch_size", 4), page_size=kw.pop("page_size", 7)
-    )  # type: ignore[arg-type]
+    size = {"batch_size": 4, "page_size": 7, "batches_per_write": 1, **kw}
+    return JobParts(ls, 1, lambda: version, predict, **size)  # type: ignore[arg-type]
 
 
 def test_a_pass_predicts_every_task_in_batches_and_a_second_writes_nothing() -> None:
@@ -64,6 +63,20 @@ def test_a_pass_predicts_every_task_in_batches_and_a_second_writes_nothing() -> 
     assert all(v == ["v1"] for v in ls.versions.values())
     second = run_pass(parts(ls), Progress("1"), lambda p: None)
     assert (second.done, second.written, ls.imports[3:]) == (10, 0, [])
+
+
+def test_several_batches_go_to_the_predictor_and_to_label_studio_at_once() -> None:
+    ls = FakeLabelStudio(10)
+    calls: list[int] = []
+    base = parts(ls, batch_size=2, batches_per_write=2)
+
+    def predict(tasks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        calls.append(len(tasks))
+        return base.predict(tasks)
+
+    counting = JobParts(ls, 1, base.version, predict, 2, 7, 2)  # type: ignore[arg-type]
+    run_pass(counting, Progress("1"), lambda p: None)
+    assert calls == [4, 4, 2] and ls.imports == [4, 4, 2]
 
 
 def test_failed_tasks_are_not_written_and_are_tried_by_the_next_pass() -> None:
@@ -109,7 +122,8 @@ def test_one_run_per_project_a_request_meanwhile_makes_one_more_pass(tmp_path: P
         return base.predict(tasks)
 
     store = FileProgressStore(tmp_path / "prelabel")
-    runner = Prelabeler(store, lambda project: JobParts(ls, 1, base.version, slow, 4), lock_ttl=5)  # type: ignore[arg-type]
+    slow_parts = JobParts(ls, 1, base.version, slow, 4, batches_per_write=1)  # type: ignore[arg-type]
+    runner = Prelabeler(store, lambda project: slow_parts, lock_ttl=5)
     other = Prelabeler(store, lambda project: base)  # another worker or replica
     assert runner.start("1", "test")[0]
     entered.wait(10)
@@ -150,7 +164,12 @@ def test_the_gate_lets_interactive_calls_go_first() -> None:
     inside.wait(10)
     second = threading.Thread(target=interactive, args=("i2",))
     second.start()  # shares the gate with i1: not exclusive
-    bulk = threading.Thread(target=lambda: gate.hold(background=True).__enter__() or order.append("bulk"))
+
+    def background() -> None:
+        with gate.hold(background=True):
+            order.append("bulk")
+
+    bulk = threading.Thread(target=background)
     bulk.start()
     deadline = time.monotonic() + 10
     while "i2" not in order and time.monotonic() < deadline:

@@ -6,8 +6,10 @@ by simply running again: it skips what the dead one wrote, and writes nothing tw
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,9 @@ log = logging.getLogger(__name__)
 
 #: Tasks asked of Label Studio per page (ids, data and prediction versions: a few KB per page).
 PAGE_SIZE = 100
+#: Batches per predictor call and per bulk write: the predictor fetches a batch's images while
+#: the one before it runs (one batch per call would leave the model idle during every fetch).
+BATCHES_PER_WRITE = 4
 
 
 class LockLost(BackendError):
@@ -35,8 +40,13 @@ class JobParts:
     project: int
     version: Callable[[], str]  # the version serving the project now
     predict: Callable[[Sequence[dict[str, Any]]], list[dict[str, Any]]]  # a batch, at background priority
-    batch_size: int
+    batch_size: int  # the model's own batch: images per forward pass
     page_size: int = PAGE_SIZE
+    batches_per_write: int = BATCHES_PER_WRITE
+
+    @property
+    def chunk(self) -> int:
+        return max(1, self.batch_size * self.batches_per_write)
 
 
 def run_pass(
@@ -45,34 +55,51 @@ def run_pass(
     save: Callable[[Progress], None],
     still_ours: Callable[[], bool] = lambda: True,
 ) -> Progress:
-    """Predict every task of the project lacking a prediction of the serving version."""
+    """Predict every task of the project lacking a prediction of the serving version, and write
+    the predictions back every ``parts.chunk`` tasks. A write goes on while the next chunk is
+    predicted (Label Studio's commit then costs the model nothing); one is in flight at most."""
     progress.version = parts.version()
     progress.done = progress.written = progress.failed = 0
-    batch: list[TaskRow] = []
+    lock = threading.Lock()  # the writer thread and this one both count
+    chunk: list[TaskRow] = []
 
-    def flush() -> None:
-        if not batch:
-            return
-        results = parts.predict([t.as_task() for t in batch])
-        payload = [p for t, r in zip(batch, results, strict=True) if (p := import_payload(t.id, r))]
-        if not still_ours():
-            raise LockLost(f"project {parts.project}: another run took the pre-labeling lock; stopping")
+    def write(payload: list[dict[str, Any]], failed: int) -> None:
         created = parts.ls.import_predictions(parts.project, payload)
-        progress.written += created
-        progress.done += created
-        progress.failed += len(batch) - len(payload)
-        batch.clear()
-        save(progress)
+        with lock:
+            progress.written += created
+            progress.done += created
+            progress.failed += failed
+            save(progress)
 
-    for page in parts.ls.task_pages(parts.project, parts.page_size):
-        progress.total = page.total
-        missing, holding = to_predict(page.tasks, progress.version)
-        progress.done += holding
-        for task in missing:
-            batch.append(task)
-            if len(batch) >= parts.batch_size:
-                flush()
-    flush()
+    with ThreadPoolExecutor(1, thread_name_prefix="prelabel-write") as writer:
+        writing: Future[None] | None = None
+
+        def flush() -> None:
+            nonlocal writing
+            if not chunk:
+                return
+            results = parts.predict([t.as_task() for t in chunk])
+            payload = [p for t, r in zip(chunk, results, strict=True) if (p := import_payload(t.id, r))]
+            failed = len(chunk) - len(payload)
+            chunk.clear()
+            if writing is not None:
+                writing.result()  # a failed write stops the pass here
+            if not still_ours():
+                raise LockLost(f"project {parts.project}: another run took the pre-labeling lock; stopping")
+            writing = writer.submit(write, payload, failed)
+
+        for page in parts.ls.task_pages(parts.project, parts.page_size):
+            missing, holding = to_predict(page.tasks, progress.version)
+            with lock:
+                progress.total = page.total
+                progress.done += holding
+            for task in missing:
+                chunk.append(task)
+                if len(chunk) >= parts.chunk:
+                    flush()
+        flush()
+        if writing is not None:
+            writing.result()
     progress.updated_at = time.time()
     save(progress)
     return progress
