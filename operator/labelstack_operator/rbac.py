@@ -54,8 +54,9 @@ def _rule(kinds: Iterable[Kind], verbs: Iterable[str], subresource: str | None =
 
 
 def secret_rules() -> list[Rule]:
-    """Read the admin, Redis and referenced Secrets; create the generated ones."""
-    return [_rule([SECRET], ("get", "create"))]
+    """Read the admin, Redis and referenced Secrets; create the generated ones; patch the backends'
+    account Secret with a rotated token."""
+    return [_rule([SECRET], ("get", "create", "patch"))]
 
 
 def operator_rules(*, secrets: bool = True) -> list[Rule]:

@@ -30,7 +30,7 @@ from labelstack_common import wiring
 from labelstack_common.labelstudio import LabelStudioClient, LabelStudioError, RetryPolicy
 from labelstack_common.wiring import WiringResult, plan_hash
 from labelstack_operator import admin as admin_secret
-from labelstack_operator import children, collisions, events, references
+from labelstack_operator import children, collisions, events, references, users
 from labelstack_operator.config import OperatorConfig
 from labelstack_operator.events import StackRef
 from labelstack_operator.kube import SERVICE_MONITOR, STACK, Kube, KubeError
@@ -253,7 +253,9 @@ def _reconcile(
     except SpecError as err:
         _blocked(ctx, ref, body, Check("False", "InvalidSpec", str(err)), events.INVALID_SPEC)
         return
-    stack = Stack(name=ref.name, namespace=ref.namespace, uid=ref.uid, spec=spec)
+    stack = users.with_backend_token(
+        ctx.kube, Stack(name=ref.name, namespace=ref.namespace, uid=ref.uid, spec=spec)
+    )
     desired = build_children(stack)
     clash = collisions.collisions(
         collisions.claim(stack, str(meta.get("creationTimestamp") or ""), desired), neighbours
@@ -303,6 +305,19 @@ def service_monitor_state(stack: Stack, sync: children.SyncResult) -> str | None
     return MONITOR_SKIPPED if SERVICE_MONITOR in sync.uninstalled else MONITOR_APPLIED
 
 
+def _accounts(ctx: Context, ref: StackRef, stack: Stack, token: str) -> users.Accounts:
+    with label_studio_client(ctx, stack, token).closing() as client:
+        accounts = users.ensure_accounts(ctx.kube, stack, client)
+    for name in accounts.generated:
+        events.post(ctx.kube, ref, events.NORMAL, events.SECRET_GENERATED, f"generated Secret {name}")
+    if accounts.rotated:
+        message = (
+            f"issued a new Label Studio token into {stack.backend_user_secret_name}; the old one is revoked"
+        )
+        events.post(ctx.kube, ref, events.NORMAL, events.SECRET_GENERATED, message)
+    return accounts
+
+
 def _observe(
     ctx: Context, ref: StackRef, body: Mapping[str, Any], stack: Stack, sync: children.SyncResult, token: str
 ) -> None:
@@ -313,6 +328,7 @@ def _observe(
     missing = references.missing_secrets(ctx.kube, stack.namespace, references.referenced_secrets(stack.spec))
     secrets_check = Check("False", "SecretMissing", "; ".join(missing)) if missing else None
     ls_check = observe_label_studio(stack, sync.live)
+    accounts = _accounts(ctx, ref, stack, token) if ls_check.ok else users.Accounts()
     backends_check, ready_backends, summary = observe_backends(stack, sync.live)
     wiring = wire_stack(
         ctx,
@@ -329,7 +345,7 @@ def _observe(
         url=stack.label_studio_public_url,
         label_studio=ls_check,
         backends=backends_check,
-        wired=wiring.check,
+        wired=accounts.failure if accounts.failure and wiring.check.ok else wiring.check,
         backends_ready=summary,
         projects=wiring.projects,
         wiring_hash=wiring.wiring_hash,

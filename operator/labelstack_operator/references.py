@@ -3,8 +3,8 @@
 GCS credentials (a backend's model store, a project's source and target) and the ingress's TLS
 Secret. A missing one holds nothing back (cert-manager, say, writes the TLS Secret only once the
 Ingress exists); the stack says ``Ready=False/SecretMissing``, naming it, and the next resync
-after it appears clears the condition. Fields for an external database or a users Secret do not
-exist in the spec yet; when they do, they belong in :func:`referenced_secrets`.
+after it appears clears the condition. The users Secret is one of them; an external database's
+password Secret will be too.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ def referenced_secrets(spec: LabelingStackSpec) -> list[SecretRef]:
                 secret = storage.credentials_secret
                 field = f"projects[{project.title}].gcs.{side}.credentialsSecret"
                 refs.append(SecretRef(secret.name, (secret.key,), field))
+    users = spec.label_studio.users_secret
+    if users is not None:
+        refs.append(SecretRef(users.name, (users.key,), "labelStudio.usersSecret"))
     ingress = spec.ingress
     if ingress.enabled and ingress.tls_secret_name:
         refs.append(SecretRef(ingress.tls_secret_name, TLS_KEYS, "ingress.tlsSecretName"))

@@ -12,6 +12,7 @@ when it is absent.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, Self
@@ -27,6 +28,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from labelstack_common import ssrf
 from labelstack_common.contract import PredictorKind, SamModelType
 from labelstack_common.errors import LabelStackError
 from labelstack_operator import defaults
@@ -42,6 +44,7 @@ MAX_BACKEND_NAME = 20
 RESERVED_BACKEND_NAMES = frozenset({"label-studio", "redis"})
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+CIDR = r"^[0-9a-fA-F.:]+/[0-9]{1,3}$"
 GCS_BUCKET = r"^[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9]$"
 
 # The per-pod gauge the backend exports for autoscaling: requests in progress.
@@ -166,6 +169,42 @@ class AdminSecret(_Model):
     """Admin e-mail used only when the operator generates the Secret."""
 
 
+# What Label Studio's sign-up form takes as an e-mail, roughly; it has the last word.
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+class UsersSecret(_Model):
+    """A Secret listing the team's e-mails, one a line (or separated by commas or spaces)."""
+
+    name: str = Field(pattern=DNS_SUBDOMAIN, max_length=253)
+    """Secret name, in the namespace of the stack."""
+    key: str = "emails"
+    """Key holding the e-mails."""
+
+
+class Egress(_Model):
+    """Where Label Studio may connect: an egress NetworkPolicy beside its own SSRF guard."""
+
+    enabled: bool = True
+    """Render the policy: the stack's backends, DNS, and public addresses only."""
+    private_cidrs: list[Annotated[str, Field(pattern=CIDR)]] = Field(
+        default_factory=lambda: list(ssrf.CLUSTER_PRIVATE_CIDRS), max_length=32
+    )
+    """Ranges holding pods and Services: closed to Label Studio (but for the stack's own pods), and let
+    through its SSRF guard so that it reaches the backends' ClusterIPs."""
+    allow_cidrs: list[Annotated[str, Field(pattern=CIDR)]] = Field(default_factory=list, max_length=32)
+    """More destinations inside those ranges (an external database, a storage proxy)."""
+
+    @model_validator(mode="after")
+    def _networks(self) -> Self:
+        for cidr in (*self.private_cidrs, *self.allow_cidrs):
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"labelStudio.egress: {cidr!r} is not a CIDR (like 10.0.0.0/8)") from None
+        return self
+
+
 class LabelStudio(_Model):
     """The Label Studio UI and API server."""
 
@@ -180,6 +219,15 @@ class LabelStudio(_Model):
     admin_secret: AdminSecret = Field(default_factory=AdminSecret)
     env: list[EnvVar] = Field(default_factory=list, max_length=64)
     """Extra environment (a PostgreSQL database, for example)."""
+    users: list[Annotated[str, Field(pattern=EMAIL, max_length=254)]] = Field(
+        default_factory=list, max_length=500
+    )
+    """The team's e-mails: each gets an account once, its generated password kept in the Secret
+    <stack>-user-<digest> (annotated with the e-mail); an existing account is left alone."""
+    users_secret: UsersSecret | None = None
+    """More e-mails, from a Secret (a list that should not sit in the spec)."""
+    egress: Egress = Field(default_factory=Egress)
+    """Label Studio's egress NetworkPolicy."""
     signup: Literal["invite", "open"] = "invite"
     """invite: only the organisation's invite link signs people up (LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK);
     open: anyone who reaches Label Studio can sign up and see every project."""

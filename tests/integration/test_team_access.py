@@ -74,3 +74,23 @@ def test_declared_users_are_created_once_log_in_and_see_the_project(label_studio
         assert session.log_in()
         assert shapes.project.title in session.project_titles()
         session.close()
+
+
+def test_ssrf_protection_stays_on_for_all_but_the_backends_addresses(label_studio):
+    project = shapes_project(label_studio, [(64, 48)]).project
+
+    def webhook(url: str) -> int:
+        body = {"project": project.id, "url": url, "send_payload": True}
+        resp = requests.post(
+            f"{label_studio.url}/api/webhooks/",
+            json=body,
+            headers={"Authorization": f"Token {label_studio.token}"},
+            timeout=10,
+        )
+        return resp.status_code
+
+    # Cloud metadata and the rest of Label Studio's reserved ranges are still refused by it...
+    assert webhook("http://169.254.169.254/latest/meta-data/") == 403  # SsrfBlockedUrlError
+    assert webhook("http://0.0.0.0:9090/webhook") == 403
+    # ...while the backends' own range (loopback here, the private ranges on Kubernetes) is let in.
+    assert webhook("http://127.0.0.1:9/webhook") == 201

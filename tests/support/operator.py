@@ -12,7 +12,7 @@ import pytest
 from kopf.testing import KopfRunner
 
 from labelstack_common.labelstudio import LabelStudioClient, LabelStudioError
-from labelstack_common.wiring import ProjectPlan, ProjectResult, WiringResult
+from labelstack_common.wiring import ProjectPlan, ProjectResult, UserResult, WiringResult
 from labelstack_operator import constants as c
 from labelstack_operator import reconcile
 from tests.support import stacks
@@ -57,6 +57,36 @@ class FakeWiring:
             return [plans for url, plans in self.calls if f".{namespace}.svc" in url]
 
 
+@dataclass
+class FakeAccounts:
+    """Stands in for wiring.ensure_user (tested against a real Label Studio in test_team_access):
+    an account per e-mail, a token per account, a new token when the one given is not current."""
+
+    tokens: dict[str, str] = field(default_factory=dict)
+    made: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(
+        self,
+        client: LabelStudioClient,
+        email: str,
+        password: str,
+        *,
+        want_token: bool = False,
+        token: str | None = None,
+    ) -> UserResult:
+        with self.lock:
+            created = email not in self.tokens
+            if created:
+                self.made.append(email)
+                self.tokens[email] = f"{len(self.made):040d}"
+            current = self.tokens[email]
+            if want_token and token is not None and token != current:
+                current = self.tokens[email] = f"r{len(self.made):039d}{len(token)}"[:40]
+                return UserResult(email, created, current, rotated=True)
+            return UserResult(email, created, current if want_token else None)
+
+
 class PassCounter:
     """Counts finished reconcile passes per namespace (the handlers call reconcile.reconcile)."""
 
@@ -83,7 +113,7 @@ PASSES = PassCounter()
 
 @contextmanager
 def running_operator(
-    kube: KubeServer, wiring: FakeWiring, namespaces: Sequence[str] = ()
+    kube: KubeServer, wiring: FakeWiring, namespaces: Sequence[str] = (), accounts: FakeAccounts | None = None
 ) -> Iterator[KopfRunner]:
     """``kopf run`` of labelstack_operator.handlers against the emulator: in ``namespaces``, as the
     chart runs it by default, or in all of them."""
@@ -91,6 +121,7 @@ def running_operator(
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LABELSTACK_KUBE_SERVER", kube.url)
         mp.setattr("labelstack_common.wiring.wire", wiring)
+        mp.setattr("labelstack_common.wiring.ensure_user", accounts or FakeAccounts())
         mp.setattr("labelstack_operator.reconcile.reconcile", PASSES)
         args = ["run", "--standalone", *watch, "-m", "labelstack_operator.handlers"]
         with KopfRunner(args, timeout=30) as runner:

@@ -15,6 +15,7 @@ from labelstack_operator.render.backends import (
     build_backend_service,
 )
 from labelstack_operator.render.context import Manifest, Stack
+from labelstack_operator.render.egress import build_label_studio_egress_policy
 from labelstack_operator.render.ingress import build_ingress
 from labelstack_operator.render.labelstudio import (
     build_label_studio_claim,
@@ -80,6 +81,8 @@ def build_children(stack: Stack) -> list[Manifest]:
         objs.append(build_backends_network_policy(stack))
         if spec.monitoring.service_monitor.enabled:
             objs.append(build_service_monitor(stack))
+    if spec.label_studio.egress.enabled:
+        objs.append(build_label_studio_egress_policy(stack))
     if spec.ingress.enabled:
         objs.append(build_ingress(stack))
     return [own(stack, obj) for obj in objs]

@@ -22,6 +22,9 @@ GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION: Manifest = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 
 
+TOKEN_ANNOTATION = "labelstack.dev/label-studio-token"  # noqa: S105 (an annotation key)
+
+
 def get_weights_path(backend: Backend) -> str | None:
     weights = backend.weights
     if weights.demo or weights.path is None:
@@ -36,7 +39,8 @@ def get_backend_env(stack: Stack, backend: Backend) -> list[Manifest]:
         parts.env_value(Env.PREDICTOR, backend.type.value),
         parts.env_value(Env.PORT, str(c.BACKEND_PORT)),
         parts.env_value(Env.LABEL_STUDIO_URL, stack.label_studio_internal_url),
-        parts.env_secret(Env.LABEL_STUDIO_API_KEY, stack.admin_secret_name, SECRET_TOKEN),
+        # The backends' own account, made by the operator once Label Studio answers (users.py).
+        parts.env_secret(Env.LABEL_STUDIO_API_KEY, stack.backend_user_secret_name, SECRET_TOKEN),
         parts.env_value(Env.MODEL_DIR, MODEL_DIR),
         parts.env_value(Env.DEVICE, "cuda" if backend.gpu else "cpu"),
         # Writable places under the read-only root filesystem; no downloads at run time.
@@ -153,7 +157,7 @@ def build_backend_deployment(stack: Stack, backend: Backend) -> Manifest:
         security=parts.pod_security(contract.UID, contract.GID),
         extra=extra,
     )
-    return parts.deployment(
+    deployment = parts.deployment(
         stack,
         stack.backend_name(backend),
         BACKEND,
@@ -163,6 +167,12 @@ def build_backend_deployment(stack: Stack, backend: Backend) -> Manifest:
         recreate=backend.models_claim and backend.model_storage.access_mode == "ReadWriteOnce",
         backend=backend,
     )
+    if stack.backend_token_digest:
+        # Environment from a Secret is read at start: a rotated token needs new pods.
+        deployment["spec"]["template"]["metadata"]["annotations"] = {
+            TOKEN_ANNOTATION: stack.backend_token_digest
+        }
+    return deployment
 
 
 def build_backend_service(stack: Stack, backend: Backend) -> Manifest:

@@ -25,6 +25,8 @@ class Stack:
     namespace: str
     uid: str
     spec: LabelingStackSpec
+    backend_token_digest: str = ""
+    """A digest of the backends' Label Studio token: a rotated token rolls the backends."""
 
     def owner_body(self) -> Manifest:
         """The minimal body kopf needs to build an owner reference to this stack."""
@@ -46,6 +48,11 @@ class Stack:
     @property
     def admin_secret_name(self) -> str:
         return self.spec.label_studio.admin_secret.name or f"{self.name}-label-studio-admin"
+
+    @property
+    def backend_user_secret_name(self) -> str:
+        """The backends' own Label Studio account and token (never the admin's)."""
+        return f"{self.name}-label-studio-backends"
 
     @property
     def redis_name(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from labelstack_common import ssrf
 from labelstack_operator import constants as c
 from labelstack_operator.render import parts
 from labelstack_operator.render.context import LABEL_STUDIO, Manifest, Stack
@@ -25,9 +26,9 @@ def get_label_studio_env(stack: Stack) -> list[Manifest]:
         parts.env_secret("LABEL_STUDIO_USER_TOKEN", secret, SECRET_TOKEN),
         # The operator and the backends authenticate with the admin's legacy token.
         parts.env_value("LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN", "true"),
-        # Backends live on ClusterIPs, which Label Studio refuses without these two.
-        parts.env_value("ML_BLOCK_LOCAL_IP", "false"),
-        parts.env_value("SSRF_PROTECTION_ENABLED", "false"),
+        # SSRF protection on, minus the private ranges the backends' ClusterIPs are in (the egress
+        # NetworkPolicy closes those again but for the stack's own pods): labelstack_common.ssrf.
+        *(parts.env_value(k, v) for k, v in ssrf.label_studio_env(ls.egress.private_cidrs).items()),
         # Closed by default: without it anyone reaching the ingress signs up and sees every project.
         parts.env_value("LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK", str(ls.signup == "invite").lower()),
         parts.env_value("LABEL_STUDIO_HOST", stack.label_studio_public_url),

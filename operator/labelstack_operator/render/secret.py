@@ -28,7 +28,7 @@ def _b64(value: str) -> str:
     return base64.b64encode(value.encode()).decode()
 
 
-def _secret(stack: Stack, name: str, component: str, data: Mapping[str, str]) -> Manifest:
+def secret(stack: Stack, name: str, component: str, data: Mapping[str, str]) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -44,8 +44,8 @@ def build_admin_secret(stack: Stack, *, password: str, token: str) -> Manifest:
         SECRET_PASSWORD: password,
         SECRET_TOKEN: token,
     }
-    return _secret(stack, stack.admin_secret_name, LABEL_STUDIO, data)
+    return secret(stack, stack.admin_secret_name, LABEL_STUDIO, data)
 
 
 def build_redis_secret(stack: Stack, *, password: str) -> Manifest:
-    return _secret(stack, stack.redis_secret_name, REDIS, {SECRET_REDIS_PASSWORD: password})
+    return secret(stack, stack.redis_secret_name, REDIS, {SECRET_REDIS_PASSWORD: password})

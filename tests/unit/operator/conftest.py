@@ -12,6 +12,7 @@ from labelstack_operator import reconcile
 from labelstack_operator.config import OperatorConfig
 from labelstack_operator.kube import Kube
 from tests.support.kube import KubeServer
+from tests.support.operator import FakeAccounts
 
 
 @pytest.fixture(scope="module")
@@ -27,3 +28,11 @@ def ctx(server: KubeServer) -> reconcile.Context:
         retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02),
     )
     return reconcile.Context(kube=kube, config=OperatorConfig())
+
+
+@pytest.fixture(autouse=True)
+def accounts(monkeypatch: pytest.MonkeyPatch) -> FakeAccounts:
+    """Label Studio accounts without a Label Studio (the real one: tests/integration/test_team_access.py)."""
+    fake = FakeAccounts()
+    monkeypatch.setattr("labelstack_common.wiring.ensure_user", fake)
+    return fake

@@ -35,8 +35,9 @@ def test_children_can_be_listed_read_applied_and_pruned_but_not_watched():
     assert verbs_for("policy", "poddisruptionbudgets") == verbs
 
 
-def test_secrets_are_read_and_created_only():
-    assert verbs_for("", "secrets") == {"get", "create"}
+def test_secrets_are_read_created_and_patched_never_listed_or_deleted():
+    # patch: a rotated token for the backends' Label Studio account.
+    assert verbs_for("", "secrets") == {"get", "create", "patch"}
     assert verbs_for("", "events") == {"create"}
 
 

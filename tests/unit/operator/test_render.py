@@ -104,6 +104,7 @@ def test_minimal_spec_renders_label_studio_and_redis_only():
         ("Service", "garments-redis"),
         ("Deployment", "garments-redis"),
         ("NetworkPolicy", "garments-redis"),
+        ("NetworkPolicy", "garments-label-studio-egress"),
         ("Secret", "garments-label-studio-admin"),
         ("Secret", "garments-redis"),
     }
@@ -212,8 +213,8 @@ def test_label_studio_env_reads_the_admin_secret_and_allows_cluster_backends():
     ):
         assert values[var] == {"secretKeyRef": {"name": "garments-admin", "key": key}}
     assert values["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] == "true"
-    assert values["ML_BLOCK_LOCAL_IP"] == "false"
-    assert values["SSRF_PROTECTION_ENABLED"] == "false"
+    # Backends on ClusterIPs pass the SSRF guard through a narrower ban list (test_team.py).
+    assert values["ML_BLOCK_LOCAL_IP"] == values["SSRF_PROTECTION_ENABLED"] == "true"
     assert values["LABEL_STUDIO_HOST"] == "https://label.example.com"
     assert values["LOG_LEVEL"] == "DEBUG"  # extra env from the spec
     mounts = container(objs, "garments-label-studio")["volumeMounts"]
@@ -230,7 +231,9 @@ def test_backend_env_follows_the_documented_contract():
     seg = env(container(objs, "garments-seg"))
     assert seg["LABELSTACK_PREDICTOR"] == "segmentation"
     assert seg["LABEL_STUDIO_URL"] == "http://garments-label-studio.labelling.svc:8080"
-    assert seg["LABEL_STUDIO_API_KEY"] == {"secretKeyRef": {"name": "garments-admin", "key": "token"}}
+    assert seg["LABEL_STUDIO_API_KEY"] == {
+        "secretKeyRef": {"name": "garments-label-studio-backends", "key": "token"}
+    }
     assert seg["MODEL_DIR"] == "/models"
     assert seg["LABELSTACK_SEG_WEIGHTS"] == "/weights/yolov8l-seg.pt"
     assert seg["LABELSTACK_SCORE_THRESHOLD"] == "0.4"

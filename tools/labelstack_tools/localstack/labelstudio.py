@@ -18,6 +18,7 @@ from pathlib import Path
 
 import requests
 
+from labelstack_common import ssrf
 from labelstack_common.errors import LabelStackError
 from labelstack_tools.localstack.ports import port_in_use
 
@@ -73,9 +74,8 @@ class LabelStudioProcess:
             "LABEL_STUDIO_PASSWORD": self.password,
             "LABEL_STUDIO_USER_TOKEN": self.token,
             "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
-            # ML backends on loopback and cluster addresses are refused without these.
-            "ML_BLOCK_LOCAL_IP": "false",
-            "SSRF_PROTECTION_ENABLED": "false",
+            # SSRF protection stays on; only loopback, where the backends listen, is let through.
+            **ssrf.label_studio_env(ssrf.LOOPBACK),
             "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": str(self.signup == "invite").lower(),
             "LABEL_STUDIO_HOST": self.url,
             "DJANGO_DB": "sqlite",
