@@ -12,8 +12,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from labelstack_backend import rle
-from labelstack_backend.geometry import CropMask, box_of, mask_polygons, to_percent
+from labelstack_backend.geometry import CropMask, Points, box_of, mask_polygons, to_percent
 from labelstack_backend.labelconfig import BRUSH, POLYGON, RECTANGLE, Target
 
 Region = dict[str, Any]
@@ -94,6 +96,26 @@ def rectangle_region(
     return region
 
 
+#: A part of a split mask becomes its own polygon when it has at least this many pixels and
+#: this fraction of the largest part's area; smaller specks are left out (the brush keeps them).
+MIN_PART_AREA = 16.0
+MIN_PART_FRACTION = 0.01
+
+
+def polygon_parts(polys: Sequence[Points]) -> list[Points]:
+    """The parts of a mask (``mask_polygons``' outlines, largest first) worth a polygon each."""
+    if not polys:
+        return []
+    areas = [_area(p) for p in polys]
+    floor = max(MIN_PART_AREA, MIN_PART_FRACTION * areas[0])
+    return [polys[0], *(p for p, a in zip(polys[1:], areas[1:], strict=True) if a >= floor)]
+
+
+def _area(points: Points) -> float:
+    x, y = points[:, 0], points[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+
+
 def mask_regions(
     target: Target, mask: CropMask, *, rid: str, score: float | None, tolerance: float
 ) -> list[Region]:
@@ -101,12 +123,15 @@ def mask_regions(
     if target.control.type == BRUSH:
         return [brush_region(target, mask, rid, score)]
     if target.control.type == POLYGON:
-        polys = mask_polygons(mask, tolerance)
-        return (
-            [polygon_region(target, polys[0], mask.image_width, mask.image_height, rid, score)]
-            if polys
-            else []
-        )
+        # A Label Studio polygon is one ring: a mask in several parts (an arm across a dress)
+        # becomes one region per part, with the same label and score. The largest keeps ``rid``.
+        polys = polygon_parts(mask_polygons(mask, tolerance))
+        return [
+            polygon_region(
+                target, poly, mask.image_width, mask.image_height, region_id(rid, k) if k else rid, score
+            )
+            for k, poly in enumerate(polys)
+        ]
     if target.control.type == RECTANGLE:
         return [rectangle_region(target, box_of(mask), mask.image_width, mask.image_height, rid, score)]
     return []

@@ -74,3 +74,20 @@ def test_prediction_and_failure_shapes():
     assert prediction([], "v1")["score"] == 0.0
     fail = failed_prediction(3, "HTTP 404")
     assert "result" not in fail and fail["error"] == "HTTP 404"
+
+
+def test_a_mask_in_two_parts_gives_one_polygon_per_part_with_the_same_label_and_score():
+    mask = np.zeros((100, 200), bool)
+    mask[10:50, 10:60] = True  # the larger part
+    mask[60:90, 120:150] = True  # a second, separate part
+    mask[95:97, 190:192] = True  # a 4-pixel speck: no polygon of its own
+    split = Detection(0, 0.8, (10, 10, 192, 97), CropMask.from_full(mask))
+    out = regions([split])
+    assert [r["type"] for r in out] == ["polygonlabels", "polygonlabels"]
+    assert {r["value"]["polygonlabels"][0] for r in out} == {"dress"}
+    assert {r["score"] for r in out} == {0.8}
+    assert len({r["id"] for r in out}) == 2
+    big, small = ([p[0] for p in r["value"]["points"]] for r in out)
+    assert max(big) < 30 and min(small) > 59, "each polygon outlines its own part, largest first"
+    (alone,) = regions([det(0, 0.8)])
+    assert regions([det(0, 0.8)])[0]["id"] == alone["id"], "a one-part mask keeps its id"
