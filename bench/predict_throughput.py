@@ -11,6 +11,7 @@ image at a time.
 
     python -m bench.predict_throughput --tasks 16 --repeats 3            # CPU, 5 and 60 objects
     python -m bench.predict_throughput --weights yolov8l-seg.pt --device cuda:0   # real weights
+    python -m bench.predict_throughput --zero-shot --tasks 8 --repeats 2     # YOLOE-seg vs YOLOv8n-seg
 """
 
 from __future__ import annotations
@@ -133,6 +134,42 @@ def throughput(
     return out
 
 
+ZERO_SHOT_MODELS = {
+    "yolov8n-seg": {"LABELSTACK_SEG_MODEL_CONFIG": "yolov8n-seg.yaml"},
+    "yoloe-11s-seg": {"LABELSTACK_SEG_MODEL": "yoloe", "LABELSTACK_SEG_MODEL_CONFIG": "yoloe-11s-seg.yaml"},
+}
+
+
+def zero_shot(
+    work: Path, tasks: list[dict[str, Any]], args: argparse.Namespace
+) -> dict[str, dict[str, float]]:
+    """Images/s of one /predict of every task, YOLOE-seg (classes from the label config) against
+    YOLOv8n-seg, both random (demo) and keeping their 5 best objects, at batch 1 and the default."""
+    out: dict[str, dict[str, float]] = {}
+    for name, model_env in ZERO_SHOT_MODELS.items():
+        for batch in (1, args.batch):
+            env = {
+                **model_env,
+                "LABELSTACK_DEMO_MODEL": "1",
+                "LABELSTACK_BATCH_SIZE": str(batch),
+                "LABELSTACK_IMGSZ": str(args.imgsz),
+                "LABELSTACK_DEVICE": args.device,
+                "LABELSTACK_SCORE_THRESHOLD": "0.0001",
+                "LABELSTACK_MAX_DETECTIONS": "5",
+            }
+            with run_backend(work / f"{name}-{batch}", env, ready_timeout=600) as backend:
+                body = {"tasks": tasks, "label_config": CONFIG}
+
+                def post(url: str = backend.url, body: dict[str, Any] = body) -> None:
+                    requests.post(f"{url}/predict", json=body, timeout=600).raise_for_status()
+
+                post()  # warm up (and, for YOLOE, the label set's classes)
+                secs = statistics.median(timed_s(post) for _ in range(args.repeats))
+            out.setdefault(name, {})[f"batch_{batch}_img_per_s"] = round(len(tasks) / secs, 2)
+            print(f"{name}, batch {batch}: {len(tasks) / secs:.2f} images/s", flush=True)
+    return out
+
+
 def profile(weights: str, jpegs: list[bytes], args: argparse.Namespace) -> dict[str, float]:
     """Milliseconds per image in each step of the backend's /predict, in process, one batch at a time."""
     from labelstack_backend import runtime
@@ -201,6 +238,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch", type=int, default=0, help="images per forward pass; 0: the backend's default")
     ap.add_argument("--out", default="", help="write the figures as JSON here")
+    ap.add_argument("--zero-shot", action="store_true", help="YOLOE-seg against YOLOv8n-seg only")
     args = ap.parse_args()
 
     from labelstack_backend import runtime
@@ -222,6 +260,12 @@ def main() -> None:
     base = serve(images)
     tasks = [{"id": i, "data": {"image": f"{base}/{i}.jpg"}} for i in range(args.tasks)]
 
+    if args.zero_shot:
+        args.batch = batch
+        found = {"device": device, "tasks": args.tasks, "imgsz": args.imgsz, **zero_shot(work, tasks, args)}
+        if args.out:
+            Path(args.out).write_text(json.dumps(found, indent=2))
+        return
     cases = {"weights": args.weights} if args.weights else {}
     for n in (int(x) for x in args.objects.split(",")) if not args.weights else ():
         path = work / f"busy-{n}.pt"

@@ -14,6 +14,9 @@ POST /predict with a keypoint context, the way Label Studio forwards a smart cli
 
 CPU here (random weights, so no checkpoint is needed):
     .venvs/backend/bin/python bench/sam_click.py --model mobile_sam
+SAM 2.1 (t) against MobileSAM and SAM vit_b, one after the other, a few clicks each:
+    .venvs/backend/bin/python bench/sam_click.py --model sam2.1_t,mobile_sam,vit_b \
+        --clicks 5 --switch 5 --rounds 1 --skip-baseline
 A GPU later:
     python bench/sam_click.py --device cuda --model vit_h --checkpoint /weights/sam_vit_h_4b8939.pth
 
@@ -136,7 +139,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default="mobile_sam", help="vit_h, vit_l, vit_b, mobile_sam or tiny")
+    parser.add_argument(
+        "--model",
+        default="mobile_sam",
+        help="vit_h, vit_l, vit_b, mobile_sam, sam2_t ... sam2.1_l or tiny; several, comma-separated, "
+        "are measured one after the other (--checkpoint then applies to none)",
+    )
     parser.add_argument("--checkpoint", default="", help="weights file; random weights without one")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1...")
     parser.add_argument(
@@ -153,7 +161,28 @@ def main() -> int:
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "sam_click.json"))
     args = parser.parse_args()
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    if len(models) == 1:
+        results = bench_one(args)
+        report(results, Path(args.out))
+        return 0
+    if args.checkpoint:
+        parser.error("--checkpoint names one model's weights: measure one --model with it")
+    runs = [bench_one(argparse.Namespace(**{**vars(args), "model": m})) for m in models]
+    for run in runs:
+        report(run, Path(args.out).with_name(f"sam_click_{run['model']}.json"))
+    print("\n| model | cold p50 ms | warm p50 ms | warm / cold | encoder mean ms |")
+    print("|---|---|---|---|---|")
+    for run in runs:
+        print(
+            f"| {run['model']} | {run['cold']['p50_ms']} | {run['warm']['p50_ms']} | "
+            f"{run['warm_over_cold_p50']:.2%} | {run['encoder_mean_ms']} |"
+        )
+    return 0
 
+
+def bench_one(args: argparse.Namespace) -> dict[str, Any]:
+    """Cold, warm, baseline and switching clicks of one model (``args.model``)."""
     width, height = (int(v) for v in args.size.lower().split("x"))
     rng = random.Random(0)
     n_images = max(args.clicks, args.switch)
@@ -233,8 +262,11 @@ def main() -> int:
             results["warm"]["p50_ms"] / results["baseline"]["p50_ms"], 4
         )
         results["speedup_p50"] = round(results["baseline"]["p50_ms"] / results["warm"]["p50_ms"], 1)
+    return results
 
-    out = Path(args.out)
+
+def report(results: dict[str, Any], out: Path) -> None:
+    """The JSON file and the table of one model's run."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print()
@@ -247,12 +279,10 @@ def main() -> int:
     print(f"\nwarm / cold (p50): {results['warm_over_cold_p50']:.2%}")
     if "speedup_p50" in results:
         print(f"baseline / warm (p50): {results['speedup_p50']}x")
-    print(
-        f"switching between {args.switch} cached images: {results['switch']['encoder_calls']} encoder calls"
-    )
+    switch = results["switch"]
+    print(f"switching between {switch['images']} cached images: {switch['encoder_calls']} encoder calls")
     print(f"encoder alone (server side, mean): {results['encoder_mean_ms']} ms")
     print(f"\n{out}")
-    return 0
 
 
 if __name__ == "__main__":
