@@ -14,6 +14,9 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "False")
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="labelstack-yolo-"))
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+# Served models stay on torch unless a test asks for a runtime: a background export per loaded
+# model would cost every test seconds of CPU (tests/unit/test_seg_runtimes.py covers them).
+os.environ.setdefault("LABELSTACK_RUNTIME", "torch")
 # Label Studio lives in its own venv, set up by scripts/bootstrap.sh.
 os.environ.setdefault(
     "LABELSTACK_LS_VENV", str(Path(__file__).resolve().parent.parent / ".venvs" / "label-studio")

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from labelstack_common.contract import Env, PredictorKind, PromotePolicy, SegModel
+from labelstack_common.contract import Env, PredictorKind, PromotePolicy, Runtime, SegModel
 from labelstack_common.errors import LabelStackError
 
 
@@ -55,6 +55,9 @@ class Settings(BaseModel):
     model_dir: Path = Field(Path("./models"), validation_alias=Env.MODEL_DIR)
     device: str = Field("auto", validation_alias=Env.DEVICE)
     half: bool | None = Field(None, validation_alias=Env.HALF)  # None: fp16 on GPU only
+    # torch|onnx|openvino|tensorrt|auto: what serves the segmentation model (an export of each
+    # version, made in the background) and SAM's decoder; see docs/architecture.md.
+    runtime: Runtime = Field(Runtime.AUTO, validation_alias=Env.RUNTIME)
     demo_model: bool = Field(False, validation_alias=Env.DEMO_MODEL)
     score_threshold: float = Field(0.25, ge=0.0, le=1.0, validation_alias=Env.SCORE_THRESHOLD)
     # At most this many objects per image (ultralytics' max_det); the demo keeps a random model's few.

@@ -48,6 +48,17 @@ class SegModel(StrEnum):
     SAM3 = "sam3"  # SAM 3 concept prompts, where its weights and the clip package are provided
 
 
+class Runtime(StrEnum):
+    """What runs the segmentation model and SAM's decoder (``LABELSTACK_RUNTIME``). ``auto``:
+    OpenVINO (else ONNX Runtime) on CPU, torch on a GPU until TensorRT is proven there."""
+
+    AUTO = "auto"
+    TORCH = "torch"
+    ONNX = "onnx"
+    OPENVINO = "openvino"
+    TENSORRT = "tensorrt"
+
+
 class PromotePolicy(StrEnum):
     """Whether a newly trained version serves (``LABELSTACK_PROMOTE``): when it scores better
     than the serving one on the held-out split, always, or only when promoted by hand."""
@@ -118,6 +129,7 @@ class Env:
     MODEL_DIR: Final = "MODEL_DIR"
     DEVICE: Final = "LABELSTACK_DEVICE"
     HALF: Final = "LABELSTACK_HALF"
+    RUNTIME: Final = "LABELSTACK_RUNTIME"
     DEMO_MODEL: Final = "LABELSTACK_DEMO_MODEL"
     SCORE_THRESHOLD: Final = "LABELSTACK_SCORE_THRESHOLD"
     MAX_DETECTIONS: Final = "LABELSTACK_MAX_DETECTIONS"

@@ -79,6 +79,7 @@ class SegmentationModel:
         self.half = half
         self.imgsz = imgsz
         self.names: dict[int, str] = dict(yolo.names)
+        self.runtime = "torch"  # or the exported runtime serving it (yolo/export.py)
         self._lock = threading.Lock()
 
     @classmethod
@@ -113,6 +114,12 @@ class SegmentationModel:
             time.monotonic() - started,
         )
         return model
+
+    def serve_from(self, exported: SegmentationModel, runtime: str) -> None:
+        """From the next batch on, predict through ``exported`` (the same weights, exported)."""
+        with self._lock:
+            self.yolo = exported.yolo
+            self.runtime = runtime
 
     def detect(
         self, images: Sequence[Image.Image], *, conf: float, batch_size: int = 16, max_det: int = 300

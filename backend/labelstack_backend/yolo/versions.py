@@ -18,7 +18,9 @@ from labelstack_backend.coordination.versions import Announcement, VersionBus
 from labelstack_backend.errors import ModelLoadError
 from labelstack_backend.registry.store import ModelStore, file_digest
 from labelstack_backend.settings import Settings
+from labelstack_backend.yolo.export import Exports
 from labelstack_backend.yolo.model import SegmentationModel, WeightsSource, base_weights
+from labelstack_backend.yolo.runtime import choose
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,9 @@ class SegmentationModels:
         self.source = base_weights(settings)
         self.device = runtime.resolve_device(settings.device)
         self.half = runtime.use_half(self.device, settings.half)
+        self.exports = Exports(
+            choose(settings.runtime, self.device), imgsz=settings.imgsz, half=self.half, device=self.device
+        )
         self.base: SegmentationModel | None = None
         self.per_request = registry.local_pointer and not settings.redis_url
         self._serving: dict[str, str] = {}  # project -> fine-tuned version served ("": the base model)
@@ -72,6 +77,7 @@ class SegmentationModels:
             self.source = WeightsSource("path", str(ckpt), self.source.name)
         model.version = self.base_version()
         self.base = model
+        self.exports.schedule(model, self.settings.model_dir_resolved / "exports" / model.version)
         return model
 
     # -- which version serves ----------------------------------------------------
@@ -174,6 +180,7 @@ class SegmentationModels:
             model = SegmentationModel.load(
                 str(version.path), name, device=self.device, half=self.half, imgsz=self.settings.imgsz
             )
+            self.exports.schedule(model, version.path.parent / "exports")
             with self._lock:
                 self._loaded[name] = model
                 while len(self._loaded) > MAX_LOADED_MODELS:
