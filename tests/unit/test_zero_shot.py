@@ -184,3 +184,29 @@ def test_offline_without_the_text_encoder_the_start_names_the_exact_file(tmp_pat
 def test_sam3_stops_the_start_saying_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=r"sam3 cannot start: its weights \(sam3.pt\)"):
         zero_shot_weights(settings(tmp_path, LABELSTACK_SEG_MODEL="sam3"))
+
+
+def test_setup_through_http_sets_the_classes_and_predict_answers_with_them(tmp_path: Path) -> None:
+    from labelstack_backend.server.app import create_app
+    from labelstack_backend.server.wsgi import build_service
+
+    service = build_service(settings(tmp_path))
+    service.start_loading().join(180)
+    client = create_app(service).test_client()
+    image = tmp_path / "photo.jpg"
+    Image.effect_noise((320, 240), 60).convert("RGB").save(image)
+    versions = []
+    for xml, labels in ((GARMENTS, {"Dress", "Handbag"}), (config("Coat", "Scarf"), {"Coat", "Scarf"})):
+        setup = client.post("/setup", json={"project": "3.1700000000", "schema": xml})
+        assert setup.status_code == 200, setup.json
+        versions.append(setup.json["model_version"])
+        body = {
+            "tasks": [{"id": 1, "data": {"image": str(image)}}],
+            "project": "3.1700000000",
+            "label_config": xml,
+        }
+        (result,) = client.post("/predict", json=body).json["results"]
+        assert result["model_version"] == versions[-1]
+        found = {label for region in result["result"] for label in region["value"]["polygonlabels"]}
+        assert found and found <= labels
+    assert versions[0] != versions[1]
