@@ -104,17 +104,15 @@ def test_a_run_killed_midway_resumes_on_restart_without_duplicates(label_studio,
     )
     assert killed.returncode == -9, killed.stderr.decode()[-2000:]
     written = versions_per_task(label_studio, project)
-    assert sum(c[VERSION] for c in written.values()) == 12, (
-        "three writes of four (four batches of one) landed before the kill"
-    )
+    # Three writes of four (four batches of one) landed before the kill...
+    assert sum(c[VERSION] for c in written.values()) == 12, killed.stderr.decode()[-3000:]
     state = json.loads((tmp_path / "models" / "prelabel" / f"{project}.json").read_text())
-    assert state["status"] == "running" and state["written"] == 8, (
-        "the kill came before the third was recorded"
-    )
+    # ...which came before the third was recorded.
+    assert state["status"] == "running" and state["written"] == 8, state
 
     resumed = subprocess.run(cmd, env=env, cwd=root, capture_output=True, timeout=300, check=False)
     assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
     run = json.loads(resumed.stdout.decode().strip().splitlines()[-1])
-    assert (run["status"], run["done"], run["written"]) == ("done", 40, 28)
+    assert (run["status"], run["done"], run["written"]) == ("done", 40, 28), resumed.stderr.decode()[-3000:]
     per_task = versions_per_task(label_studio, project)
     assert len(per_task) == 40 and all(c == Counter({VERSION: 1}) for c in per_task.values()), per_task

@@ -60,12 +60,15 @@ def run_pass(
     predicted (Label Studio's commit then costs the model nothing); one is in flight at most."""
     progress.version = parts.version()
     progress.done = progress.written = progress.failed = 0
+    progress.predict_s = progress.write_s = 0.0
     lock = threading.Lock()  # the writer thread and this one both count
     chunk: list[TaskRow] = []
 
     def write(payload: list[dict[str, Any]], failed: int) -> None:
+        started = time.monotonic()
         created = parts.ls.import_predictions(parts.project, payload)
         with lock:
+            progress.write_s += time.monotonic() - started
             progress.written += created
             progress.done += created
             progress.failed += failed
@@ -78,7 +81,10 @@ def run_pass(
             nonlocal writing
             if not chunk:
                 return
+            started = time.monotonic()
             results = parts.predict([t.as_task() for t in chunk])
+            with lock:
+                progress.predict_s += time.monotonic() - started
             payload = [p for t, r in zip(chunk, results, strict=True) if (p := import_payload(t.id, r))]
             failed = len(chunk) - len(payload)
             chunk.clear()

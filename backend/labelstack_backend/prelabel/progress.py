@@ -27,6 +27,8 @@ class Progress:
     written: int = 0  # predictions this run wrote
     failed: int = 0  # tasks whose image could not be predicted (tried again by the next run)
     pending: bool = False  # asked for again while running: one more pass when this one ends
+    predict_s: float = 0.0  # where the time went: the predictor (images fetched, model) ...
+    write_s: float = 0.0  # ... and Label Studio's bulk writes (they overlap the next chunk)
     reason: str = ""
     owner: str = ""  # host:pid of the process running it
     started_at: float = 0.0
