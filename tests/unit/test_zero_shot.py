@@ -105,6 +105,7 @@ def test_label_names_and_aliases_become_yoloes_classes_at_setup(served: Any) -> 
     assert tuple(model.yolo.model.pe.shape) == (1, 3, 512)
     assert text.calls.count(("Dress", "gown", "Handbag")) == 1
     assert predictor.model_version("7") == model.version != predictor.zero_shot.weights.name
+    assert predictor.versions("7") == [model.version]  # what Label Studio lists for the project
 
 
 def test_regions_carry_the_configs_own_labels(served: Any) -> None:

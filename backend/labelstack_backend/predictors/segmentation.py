@@ -116,7 +116,8 @@ class SegmentationPredictor:
         # body), so without a project every project's versions are listed; names carry "-p<id>-".
         projects = [project] if project else self.registry.projects()
         trained = [v.name for p in projects for v in self.registry.versions(p)]
-        return [self.models.base_version(), *trained]
+        base = self.zero_shot.version_for(project) if self.zero_shot else self.models.base_version()
+        return [base, *trained]
 
     def trained_projects(self) -> list[str]:
         return self.registry.projects()
