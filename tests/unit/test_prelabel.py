@@ -147,6 +147,16 @@ def test_a_run_whose_process_died_is_resumed(tmp_path: Path) -> None:
     assert runner.resume_interrupted() == [], "a finished run is not resumed"
 
 
+def test_a_second_worker_resuming_the_same_run_asks_no_extra_pass(tmp_path: Path) -> None:
+    store = FileProgressStore(tmp_path / "prelabel")
+    store.update("1", lambda p: Progress("1", status=RunStatus.RUNNING, owner="gone:1"))
+    held = store.try_lock("1", "first-worker", 60)  # the first worker resumed it
+    assert held is not None
+    late = Prelabeler(store, lambda project: parts(FakeLabelStudio(1)))
+    assert late.resume_interrupted() == [] and not store.get("1").pending
+    held.release()
+
+
 def test_the_gate_lets_interactive_calls_go_first() -> None:
     gate = PriorityGate(exclusive=False)
     order: list[str] = []

@@ -41,11 +41,14 @@ class Prelabeler:
     def progress(self, project: str) -> Progress:
         return self.store.get(project)
 
-    def start(self, project: str, why: str) -> tuple[bool, Progress]:
-        """(started here, progress). Never waits for a run."""
+    def start(self, project: str, why: str, *, again_if_running: bool = True) -> tuple[bool, Progress]:
+        """(started here, progress). Never waits for a run; one running elsewhere makes one more
+        pass when it ends (``again_if_running``), so that what was asked for meanwhile is done."""
         parts = self.parts_for(project)
         lease = self.store.try_lock(project, self.owner, self.lock_ttl)
-        if lease is None:  # running elsewhere: it makes one more pass when it ends
+        if lease is None:
+            if not again_if_running:
+                return False, self.store.get(project)
             return False, self.store.update(project, lambda p: replace(p, pending=True))
         try:
             progress = self.store.update(project, lambda p: _started(p, self.owner))
@@ -73,9 +76,10 @@ class Prelabeler:
             if not (run.active or run.pending):
                 continue
             try:
-                started, _ = self.start(
-                    run.project, f"resuming the run interrupted in {run.owner or 'a process'}"
-                )
+                # Every worker resumes at its start: the first takes the lock, and the others
+                # need no extra pass from it.
+                why = f"resuming the run interrupted in {run.owner or 'a process'}"
+                started, _ = self.start(run.project, why, again_if_running=False)
             except LabelStackError as exc:
                 log.warning("cannot resume pre-labeling project %s: %s", run.project, exc)
                 continue
