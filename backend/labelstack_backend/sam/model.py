@@ -38,7 +38,7 @@ from labelstack_backend import metrics, runtime
 from labelstack_backend.errors import ModelLoadError
 from labelstack_backend.priority import PriorityGate
 from labelstack_backend.registry.store import file_digest
-from labelstack_backend.sam import sam2
+from labelstack_backend.sam import onnxdecoder, sam2
 from labelstack_backend.sam.embeddings import Embedding
 from labelstack_backend.settings import Settings
 from labelstack_common.contract import (
@@ -239,6 +239,7 @@ class SamModel:
         self.sam2 = sam2.is_sam2(net)
         self.img_size = int(net.image_size if self.sam2 else net.image_encoder.img_size)
         self.mask_threshold = float(getattr(net, "mask_threshold", 0.0))
+        self.onnx_decoder: onnxdecoder.OnnxDecoder | None = None  # None: clicks decode through torch
         self.gate = EncoderGate()
         mean, std = (sam2.PIXEL_MEAN, sam2.PIXEL_STD) if self.sam2 else (net.pixel_mean, net.pixel_std)
         self._mean = torch.as_tensor(mean, device=device).view(3, 1, 1)
@@ -264,6 +265,7 @@ class SamModel:
             bf16=bf16,
             decoder_threads=settings.sam_decoder_threads,
         )
+        model.use_onnx_decoder(settings)
         log.info(
             "loaded SAM %s (%s) on %s%s in %.1fs",
             weights.model_type,
@@ -273,6 +275,22 @@ class SamModel:
             time.monotonic() - started,
         )
         return model
+
+    def use_onnx_decoder(self, settings: Settings) -> None:
+        """Decode clicks through ONNX Runtime where LABELSTACK_RUNTIME and the device call for it;
+        an export or session that fails leaves torch decoding, and says why."""
+        on, why = onnxdecoder.wanted(settings.runtime, self.device, self.sam2)
+        if not on:
+            if why:
+                log.warning("SAM's decoder runs on torch: %s", why)
+            return
+        folder = settings.model_dir_resolved / "exports" / self.version
+        try:
+            self.onnx_decoder = onnxdecoder.load_decoder(self.net, folder, self.decoder_threads)
+        except ModelLoadError as exc:
+            log.error("SAM's decoder runs on torch: %s", exc.reason)
+            return
+        log.info("SAM's decoder runs on ONNX Runtime (%s)", self.onnx_decoder.path)
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) of an image resized so that its long side is the encoder's size
