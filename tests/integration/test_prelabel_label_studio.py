@@ -34,6 +34,7 @@ def backend_env(label_studio: Any, model_dir: Path) -> dict[str, str]:
         "LABELSTACK_SCORE_THRESHOLD": "0.0",
         "LABELSTACK_MAX_DETECTIONS": "3",
         "LABELSTACK_IMGSZ": "96",
+        "LABELSTACK_RUNTIME": "torch",  # no background export thread (the process is killed and exits)
         "MODEL_DIR": str(model_dir),
         "LABELSTACK_LOCAL_ROOTS": str(label_studio.files_root),
     }

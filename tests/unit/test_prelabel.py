@@ -200,3 +200,42 @@ def test_the_exclusive_gate_still_serialises_interactive_calls() -> None:
         assert blocked.is_alive()
     blocked.join(5)
     assert not blocked.is_alive()
+
+
+def test_bulk_calls_reach_the_model_at_background_priority(tmp_path: Path) -> None:
+    from contextlib import contextmanager
+
+    from PIL import Image
+
+    from labelstack_backend.images import ImageLoader
+    from labelstack_backend.labelconfig import parse_label_config
+    from labelstack_backend.predictors.base import PredictCall
+    from labelstack_backend.predictors.segmentation import SegmentationPredictor
+    from labelstack_backend.registry import open_registry
+    from labelstack_backend.settings import Settings
+
+    env = {"LABELSTACK_DEMO_MODEL": "1", "LABELSTACK_IMGSZ": "64", "MODEL_DIR": str(tmp_path / "m"),
+           "LABELSTACK_LOCAL_ROOTS": str(tmp_path), "LABELSTACK_RUNTIME": "torch"}  # fmt: skip
+    settings = Settings.from_env(env)
+    predictor: Any = SegmentationPredictor(
+        settings, open_registry(settings), ImageLoader.from_settings(settings)
+    )
+    predictor.models.load_base()  # not load(): no version-follower thread left at exit
+    seen: list[bool] = []
+
+    @contextmanager
+    def hold(background: bool = False) -> Iterator[None]:
+        seen.append(background)
+        yield
+
+    predictor.gate.hold = hold
+    Image.new("RGB", (32, 24)).save(tmp_path / "a.png")
+    config = parse_label_config(
+        '<View><Image name="image" value="$image"/><PolygonLabels name="p" toName="image">'
+        '<Label value="person"/></PolygonLabels></View>'
+    )
+    tasks = [{"id": 1, "data": {"image": str(tmp_path / "a.png")}}]
+    for background in (True, False):
+        (answer,) = predictor.predict(PredictCall(tasks, None, config, None, None, background=background))
+        assert "result" in answer, answer
+    assert seen == [True, False]
