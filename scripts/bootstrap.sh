@@ -2,7 +2,7 @@
 # Set up what the project needs on a fresh machine, idempotently:
 #   scripts/bootstrap.sh backend       the project venv (.venvs/backend): the four distributions + dev tools
 #   scripts/bootstrap.sh label-studio  Label Studio 1.23 in its own venv (.venvs/label-studio)
-#   scripts/bootstrap.sh system        Debian packages the tests use (redis-server, chromium)
+#   scripts/bootstrap.sh system        Debian packages the tests use (redis-server, chromium, postgresql)
 #   scripts/bootstrap.sh helm          helm 3 in .tools/bin (chart tests and scripts/render_manifests.py)
 # A stamp file holds the hash of the inputs, so a re-run with nothing changed is instant and silent.
 # Each stage prints one line (what, how big, how long the first time) and, when done, its time and
@@ -74,6 +74,8 @@ system() {
   local missing=()
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v chromium >/dev/null || missing+=(chromium)
+  # PostgreSQL 15 for the Label Studio on PostgreSQL tests (started on loopback by the tests).
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   [ ${#missing[@]} -eq 0 ] && return
   stage system "Debian packages for the tests: ${missing[*]}; a few hundred MB, under a minute"
   local sudo=""

@@ -29,6 +29,7 @@ pytest_plugins = [
     "tests.support.fixtures",
     "tests.support.shapes_model",
     "tests.support.redis_server",
+    "tests.support.postgres",
 ]
 
 REPO = Path(__file__).resolve().parent.parent

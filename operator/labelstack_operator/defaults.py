@@ -23,6 +23,8 @@ RESOLVED: Final = "x-labelstack-resolved"
 BACKEND_IMAGE = "labelstack/backend:0.1.0"
 LABEL_STUDIO_IMAGE = "heartexlabs/label-studio:1.23.2"
 REDIS_IMAGE = "redis:7-alpine"
+POSTGRES_IMAGE = "postgres:15"
+POSTGRES_RESOURCES: Final = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 LABEL_STUDIO_RESOURCES: Final = {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "3Gi"}}
 # The limit leaves room for three SAM backends' default sharedCache (256Mi each) beside coordination.
 REDIS_RESOURCES: Final = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}}
@@ -48,6 +50,9 @@ STORED_BY_OLDER_CRDS: Final[dict[tuple[str, ...], tuple[Any, ...]]] = {
         {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"memory": "6Gi"}},
     ),
     ("backends", "*", "shmSize"): ("1Gi",),
+    # Newer than every released CRD: nothing stored.
+    ("labelStudio", "database", "embedded", "image"): (),
+    ("labelStudio", "database", "embedded", "resources"): (),
 }
 
 

@@ -30,7 +30,7 @@ from labelstack_common import wiring
 from labelstack_common.labelstudio import LabelStudioClient, LabelStudioError, RetryPolicy
 from labelstack_common.wiring import WiringResult, plan_hash
 from labelstack_operator import admin as admin_secret
-from labelstack_operator import children, collisions, events, references, users
+from labelstack_operator import children, collisions, database, events, references, users
 from labelstack_operator.config import OperatorConfig
 from labelstack_operator.events import StackRef
 from labelstack_operator.kube import SERVICE_MONITOR, STACK, Kube, KubeError
@@ -269,6 +269,8 @@ def _reconcile(
         generated = [stack.admin_secret_name] if admin.generated else []
         if admin_secret.ensure_redis_password(ctx.kube, stack):
             generated.append(stack.redis_secret_name)
+        if database.ensure_postgres_password(ctx.kube, stack):
+            generated.append(stack.postgres_name)
         seen_before = generation is not None and previous.observed_generation == generation
         # ServiceMonitors are looked at only where one is asked for, or was (to prune it).
         monitors = spec.monitoring.service_monitor.enabled or previous.service_monitor is not None

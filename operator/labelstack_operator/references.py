@@ -3,8 +3,8 @@
 GCS credentials (a backend's model store, a project's source and target) and the ingress's TLS
 Secret. A missing one holds nothing back (cert-manager, say, writes the TLS Secret only once the
 Ingress exists); the stack says ``Ready=False/SecretMissing``, naming it, and the next resync
-after it appears clears the condition. The users Secret is one of them; an external database's
-password Secret will be too.
+after it appears clears the condition. The users Secret and an external database's password Secret
+are among them.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ def referenced_secrets(spec: LabelingStackSpec) -> list[SecretRef]:
                 secret = storage.credentials_secret
                 field = f"projects[{project.title}].gcs.{side}.credentialsSecret"
                 refs.append(SecretRef(secret.name, (secret.key,), field))
+    external = spec.label_studio.database.external
+    if spec.label_studio.database.type == "external" and external is not None:
+        secret = external.password_secret
+        refs.append(SecretRef(secret.name, (secret.key,), "labelStudio.database.external.passwordSecret"))
     users = spec.label_studio.users_secret
     if users is not None:
         refs.append(SecretRef(users.name, (users.key,), "labelStudio.usersSecret"))

@@ -160,6 +160,60 @@ class VolumeClaim(_Model):
     """Storage class; the cluster's default class when empty."""
 
 
+class MediaClaim(VolumeClaim):
+    """The PVC for Label Studio's media (uploads, exports; and the database with SQLite)."""
+
+    access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
+    """ReadWriteMany lets several Label Studio replicas share uploads (required for replicas > 1)."""
+
+
+class PasswordSecret(_Model):
+    name: str = Field(pattern=DNS_SUBDOMAIN, max_length=253)
+    """Secret name, in the namespace of the stack."""
+    key: str = "password"
+    """Key holding the password."""
+
+
+class EmbeddedDatabase(_Model):
+    """A PostgreSQL the operator runs for Label Studio (one pod, its own PVC and generated password)."""
+
+    image: str = _resolved(lambda: defaults.POSTGRES_IMAGE)
+    """PostgreSQL image (the official one: runs as uid 999); empty: the operator's."""
+    resources: ResourceRequirements = _resources(lambda: defaults.POSTGRES_RESOURCES)
+    """Requests and limits of the PostgreSQL container; empty: the operator's."""
+    storage: VolumeClaim = Field(default_factory=VolumeClaim)
+    """The PVC holding the database."""
+
+
+class ExternalDatabase(_Model):
+    """A PostgreSQL you run (a managed one, say)."""
+
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(default=5432, ge=1, le=65535)
+    name: str = Field(default="labelstudio", min_length=1)
+    """Database name."""
+    user: str = Field(default="labelstudio", min_length=1)
+    password_secret: PasswordSecret
+    """The user's password."""
+
+
+class Database(_Model):
+    """Label Studio's database."""
+
+    type: Literal["embedded", "external", "sqlite"] = "embedded"
+    """embedded: a PostgreSQL the operator runs; external: yours; sqlite: a file on the media PVC (one
+    replica only; small setups)."""
+    embedded: EmbeddedDatabase = Field(default_factory=EmbeddedDatabase)
+    external: ExternalDatabase | None = None
+    """Where the external database is (type external)."""
+
+    @model_validator(mode="after")
+    def _external(self) -> Self:
+        if self.type == "external" and self.external is None:
+            raise ValueError("labelStudio.database.type external needs labelStudio.database.external")
+        return self
+
+
 class AdminSecret(_Model):
     """The Secret holding Label Studio's admin (keys username, password, token)."""
 
@@ -214,8 +268,12 @@ class LabelStudio(_Model):
     """The Kubernetes default when empty."""
     resources: ResourceRequirements = _resources(lambda: defaults.LABEL_STUDIO_RESOURCES)
     """Requests and limits of the Label Studio container; empty: the operator's."""
-    storage: VolumeClaim = Field(default_factory=VolumeClaim)
-    """The PVC mounted at /label-studio/data (SQLite database, uploads, exports)."""
+    storage: MediaClaim = Field(default_factory=MediaClaim)
+    """The PVC mounted at /label-studio/data (uploads, exports; the database with sqlite)."""
+    database: Database = Field(default_factory=Database)
+    """Label Studio's database: PostgreSQL (embedded or external) or SQLite."""
+    replicas: int = Field(default=1, ge=1, le=16)
+    """Label Studio pods; more than one needs PostgreSQL and a ReadWriteMany media volume."""
     admin_secret: AdminSecret = Field(default_factory=AdminSecret)
     env: list[EnvVar] = Field(default_factory=list, max_length=64)
     """Extra environment (a PostgreSQL database, for example)."""
@@ -231,6 +289,24 @@ class LabelStudio(_Model):
     signup: Literal["invite", "open"] = "invite"
     """invite: only the organisation's invite link signs people up (LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK);
     open: anyone who reaches Label Studio can sign up and see every project."""
+
+    @model_validator(mode="after")
+    def _replicas(self) -> Self:
+        if self.replicas > 1 and self.database.type == "sqlite":
+            raise ValueError(
+                f"labelStudio.replicas {self.replicas} needs PostgreSQL (database.type embedded or "
+                "external): SQLite is one file that one pod may write"
+            )
+        if self.replicas > 1 and self.storage.access_mode == "ReadWriteOnce":
+            raise ValueError(
+                f"labelStudio.replicas {self.replicas} needs labelStudio.storage.accessMode ReadWriteMany: "
+                "a ReadWriteOnce volume holding the uploads attaches to one node only"
+            )
+        return self
+
+    @property
+    def postgres(self) -> bool:
+        return self.database.type != "sqlite"
 
 
 class SecretKey(_Model):

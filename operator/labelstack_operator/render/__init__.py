@@ -24,6 +24,13 @@ from labelstack_operator.render.labelstudio import (
 )
 from labelstack_operator.render.monitoring import build_service_monitor
 from labelstack_operator.render.network import build_backends_network_policy, build_redis_network_policy
+from labelstack_operator.render.postgres import (
+    build_label_studio_disruption_budget,
+    build_postgres_claim,
+    build_postgres_deployment,
+    build_postgres_network_policy,
+    build_postgres_service,
+)
 from labelstack_operator.render.redis import build_redis_claim, build_redis_deployment, build_redis_service
 from labelstack_operator.render.scaling import build_backend_autoscaler, build_backend_disruption_budget
 from labelstack_operator.render.secret import build_admin_secret, build_redis_secret
@@ -60,11 +67,21 @@ def own(stack: Stack, obj: Manifest) -> Manifest:
 def build_children(stack: Stack) -> list[Manifest]:
     """Every child but the generated Secrets (created once, see reconcile), in dependency order."""
     spec = stack.spec
-    objs: list[Manifest] = [
+    objs: list[Manifest] = []
+    if spec.label_studio.database.type == "embedded":
+        objs += [
+            build_postgres_claim(stack),
+            build_postgres_service(stack),
+            build_postgres_deployment(stack),
+            build_postgres_network_policy(stack),
+        ]
+    objs += [
         build_label_studio_claim(stack),
         build_label_studio_service(stack),
         build_label_studio_deployment(stack),
     ]
+    if spec.label_studio.replicas > 1:
+        objs.append(build_label_studio_disruption_budget(stack))
     if spec.redis.enabled:
         if spec.redis.persistence.enabled:
             objs.append(build_redis_claim(stack))

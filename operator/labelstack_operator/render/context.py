@@ -13,8 +13,14 @@ Manifest = dict[str, Any]
 LABEL_STUDIO = "label-studio"
 REDIS = "redis"
 BACKEND = "backend"
+POSTGRES = "postgres"
 
-_APP_NAMES = {LABEL_STUDIO: "label-studio", REDIS: "redis", BACKEND: "labelstack-backend"}
+_APP_NAMES = {
+    LABEL_STUDIO: "label-studio",
+    REDIS: "redis",
+    BACKEND: "labelstack-backend",
+    POSTGRES: "postgresql",
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,11 @@ class Stack:
     @property
     def admin_secret_name(self) -> str:
         return self.spec.label_studio.admin_secret.name or f"{self.name}-label-studio-admin"
+
+    @property
+    def postgres_name(self) -> str:
+        """The embedded database's Deployment, Service, PVC ("-data") and password Secret."""
+        return f"{self.name}-postgres"
 
     @property
     def backend_user_secret_name(self) -> str:

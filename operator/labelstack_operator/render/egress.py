@@ -1,7 +1,8 @@
 """Label Studio's egress NetworkPolicy: what its SSRF guard lets through, the network closes again.
 
 Label Studio must reach the backends on their ClusterIPs, so its guard lets the private ranges
-through (labelstack_common.ssrf). This policy allows only: the stack's own backends, DNS,
+through (labelstack_common.ssrf). This policy allows only: the stack's own backends and
+embedded database, DNS,
 ``allowCidrs``, and public addresses (cloud storage); the rest of ``privateCidrs`` (other pods,
 other Services' endpoints, nodes) is refused. Policies see the pod behind a Service, so a
 ClusterIP is judged by the pod it leads to.
@@ -12,7 +13,8 @@ from __future__ import annotations
 import ipaddress
 
 from labelstack_operator import constants as c
-from labelstack_operator.render.context import BACKEND, LABEL_STUDIO, Manifest, Stack, metadata
+from labelstack_operator.render import postgres
+from labelstack_operator.render.context import BACKEND, LABEL_STUDIO, POSTGRES, Manifest, Stack, metadata
 
 DNS_PORT = 53
 
@@ -36,6 +38,13 @@ def build_label_studio_egress_policy(stack: Stack) -> Manifest:
             {
                 "to": [{"podSelector": {"matchLabels": stack.selector(BACKEND)}}],
                 "ports": [{"protocol": "TCP", "port": c.BACKEND_PORT}],
+            }
+        )
+    if stack.spec.label_studio.database.type == "embedded":
+        rules.append(
+            {
+                "to": [{"podSelector": {"matchLabels": stack.selector(POSTGRES)}}],
+                "ports": [{"protocol": "TCP", "port": postgres.PORT}],
             }
         )
     if egress.allow_cidrs:

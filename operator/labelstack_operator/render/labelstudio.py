@@ -1,10 +1,10 @@
-"""Label Studio: a Deployment, its Service and the PVC holding its database and uploads."""
+"""Label Studio: a Deployment, its Service and the PVC holding its uploads (and SQLite database)."""
 
 from __future__ import annotations
 
 from labelstack_common import ssrf
 from labelstack_operator import constants as c
-from labelstack_operator.render import parts
+from labelstack_operator.render import parts, postgres
 from labelstack_operator.render.context import LABEL_STUDIO, Manifest, Stack
 
 DATA_DIR = "/label-studio/data"
@@ -33,6 +33,7 @@ def get_label_studio_env(stack: Stack) -> list[Manifest]:
         parts.env_value("LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK", str(ls.signup == "invite").lower()),
         parts.env_value("LABEL_STUDIO_HOST", stack.label_studio_public_url),
         parts.env_value("LABEL_STUDIO_BASE_DATA_DIR", DATA_DIR),
+        *postgres.get_database_env(stack),
         # No phoning home from inside a cluster.
         parts.env_value("COLLECT_ANALYTICS", "false"),
         parts.env_value("LATEST_VERSION_CHECK", "false"),
@@ -58,14 +59,36 @@ def build_label_studio_deployment(stack: Stack) -> Manifest:
     }
     if ls.image_pull_policy:
         container["imagePullPolicy"] = ls.image_pull_policy
+    extra: Manifest = {}
+    if ls.postgres:
+        # Migrations once per upgrade: the first pod's init step migrates under a lock, the rest wait.
+        extra["initContainers"] = [
+            {
+                "name": "migrate",
+                "image": ls.image,
+                "command": ["python3", "-c", postgres.MIGRATE_SCRIPT],
+                "env": container["env"],
+                "resources": container["resources"],
+                "securityContext": container["securityContext"],
+                "volumeMounts": container["volumeMounts"],
+            }
+        ]
     pod = parts.pod_spec(
         stack,
         containers=[container],
         volumes=[parts.claim_volume("data", stack.label_studio_claim), parts.empty_dir("tmp")],
         security=parts.pod_security(UID, GID),
+        extra=extra,
     )
-    # SQLite on a ReadWriteOnce volume: exactly one pod, replaced (not rolled).
-    return parts.deployment(stack, stack.label_studio_name, LABEL_STUDIO, replicas=1, pod=pod, recreate=True)
+    # SQLite, or uploads on a ReadWriteOnce volume: exactly one pod, replaced (not rolled).
+    recreate = not ls.postgres or ls.storage.access_mode == "ReadWriteOnce"
+    deployment = parts.deployment(
+        stack, stack.label_studio_name, LABEL_STUDIO, replicas=ls.replicas, pod=pod, recreate=recreate
+    )
+    if not recreate:
+        # One new pod at a time, none taken away first.
+        deployment["spec"]["strategy"]["rollingUpdate"] = {"maxSurge": 1, "maxUnavailable": 0}
+    return deployment
 
 
 def build_label_studio_service(stack: Stack) -> Manifest:
@@ -82,4 +105,5 @@ def build_label_studio_claim(stack: Stack) -> Manifest:
         LABEL_STUDIO,
         size=storage.size,
         storage_class=storage.storage_class_name,
+        access_mode=storage.access_mode,
     )

@@ -33,7 +33,8 @@ def test_the_entry_point_reconciles_its_namespace_only(kube_server: KubeServer, 
         kube_server.create(stacks.stack_body("garments", "elsewhere"), c.PLURAL)
         wait_for(
             "the watched stack's Deployments",
-            lambda: len(kube_server.list("apps/v1", "deployments", "watched")) == 4,
+            # Label Studio, its PostgreSQL, Redis and the two backends.
+            lambda: len(kube_server.list("apps/v1", "deployments", "watched")) == 5,
         )
         assert kube_server.list("apps/v1", "deployments", "elsewhere") == []
         # The status is written after the last child, not with the Deployments.

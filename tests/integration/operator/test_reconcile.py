@@ -64,6 +64,7 @@ def expected_children(driver: StackDriver, spec: dict) -> set[tuple[str, str]]:
     return {(o["kind"], o["metadata"]["name"]) for o in rendered} | {
         ("Secret", "garments-label-studio-admin"),
         ("Secret", "garments-redis"),
+        ("Secret", "garments-postgres"),
     }
 
 
@@ -190,8 +191,10 @@ def test_deleting_the_stack_keeps_pvcs_and_the_admin_secret(stack, wiring):
         ("PersistentVolumeClaim", "garments-label-studio-data"),
         ("PersistentVolumeClaim", "garments-redis-data"),
         ("PersistentVolumeClaim", "garments-seg-models"),
+        ("PersistentVolumeClaim", "garments-postgres-data"),
         ("Secret", "garments-label-studio-admin"),
         ("Secret", "garments-redis"),
+        ("Secret", "garments-postgres"),
     }
 
 

@@ -48,7 +48,11 @@ def test_a_scaled_out_stack_gets_its_autoscaler_budgets_and_redis_password(serve
     assert "ownerReferences" not in secret["metadata"]  # kept with the data (Retain)
     events = server.list("v1", "events", ns.name)
     generated = sorted(e["message"] for e in events if e["reason"] == "SecretGenerated")
-    assert generated == ["generated Secret garments-label-studio-admin", "generated Secret garments-redis"]
+    assert generated == [
+        "generated Secret garments-label-studio-admin",
+        "generated Secret garments-postgres",
+        "generated Secret garments-redis",
+    ]
 
     # A resync of the unchanged stack writes nothing.
     mark = len(server.requests())

@@ -105,6 +105,11 @@ def test_minimal_spec_renders_label_studio_and_redis_only():
         ("Deployment", "garments-redis"),
         ("NetworkPolicy", "garments-redis"),
         ("NetworkPolicy", "garments-label-studio-egress"),
+        # The embedded PostgreSQL (its password Secret is generated at reconcile).
+        ("PersistentVolumeClaim", "garments-postgres-data"),
+        ("Service", "garments-postgres"),
+        ("Deployment", "garments-postgres"),
+        ("NetworkPolicy", "garments-postgres"),
         ("Secret", "garments-label-studio-admin"),
         ("Secret", "garments-redis"),
     }
