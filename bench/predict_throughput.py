@@ -12,6 +12,7 @@ image at a time.
     python -m bench.predict_throughput --tasks 16 --repeats 3            # CPU, 5 and 60 objects
     python -m bench.predict_throughput --weights yolov8l-seg.pt --device cuda:0   # real weights
     python -m bench.predict_throughput --zero-shot --tasks 8 --repeats 2     # YOLOE-seg vs YOLOv8n-seg
+    python -m bench.predict_throughput --runtimes torch,onnx,openvino --tasks 32 --objects 5  # exports
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))  # ultralytic
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 import argparse
+import contextlib
 import functools
 import http.server
 import io
@@ -170,6 +172,60 @@ def zero_shot(
     return out
 
 
+def served_by(log_path: Path, runtime: str, timeout: float) -> None:
+    """Until the backend's log says its model is served by ``runtime`` (its background export)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log_path.read_text(errors="replace")
+        if f"now served by {runtime}" in text:
+            return
+        if "torch serves, not" in text:
+            raise RuntimeError(f"the {runtime} export failed; see {log_path}")
+        time.sleep(0.5)
+    raise TimeoutError(f"no {runtime} export after {timeout:.0f}s; see {log_path}")
+
+
+def runtimes(
+    work: Path, weights: str, tasks: list[dict[str, Any]], args: argparse.Namespace
+) -> dict[str, float]:
+    """Images/s of one /predict of every task for each LABELSTACK_RUNTIME, on the same weights and
+    images: one backend per runtime, started together, measured in turn, repeat after repeat."""
+    names = args.runtimes.split(",")
+    times: dict[str, list[float]] = {name: [] for name in names}
+    with contextlib.ExitStack() as stack:
+        urls = {}
+        for name in names:
+            env = {
+                "LABELSTACK_SEG_WEIGHTS": weights,
+                "LABELSTACK_RUNTIME": name,
+                "LABELSTACK_IMGSZ": str(args.imgsz),
+                "LABELSTACK_BATCH_SIZE": str(args.batch),
+                "LABELSTACK_DEVICE": args.device,
+                "LABELSTACK_SCORE_THRESHOLD": str(CONF),
+            }
+            backend = stack.enter_context(run_backend(work / f"runtime-{name}", env, ready_timeout=600))
+            if name != "torch":
+                served_by(backend.log_path, name, 600)
+            urls[name] = backend.url
+        body = {"tasks": tasks, "label_config": CONFIG}
+
+        def post(url: str) -> None:
+            requests.post(f"{url}/predict", json=body, timeout=600).raise_for_status()
+
+        for url in urls.values():
+            post(url)  # warm up, and the image cache
+        for _ in range(args.repeats):
+            for name, url in urls.items():
+                times[name].append(timed_s(lambda u=url: post(u)))  # type: ignore[misc]
+    out = {f"{name}_img_per_s": round(len(tasks) / statistics.median(t), 2) for name, t in times.items()}
+    if "torch" in times:
+        for name in names:
+            out[f"{name}_vs_torch"] = round(
+                statistics.median(times["torch"]) / statistics.median(times[name]), 2
+            )
+    return out
+
+
 def profile(weights: str, jpegs: list[bytes], args: argparse.Namespace) -> dict[str, float]:
     """Milliseconds per image in each step of the backend's /predict, in process, one batch at a time."""
     from labelstack_backend import runtime
@@ -239,6 +295,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=0, help="images per forward pass; 0: the backend's default")
     ap.add_argument("--out", default="", help="write the figures as JSON here")
     ap.add_argument("--zero-shot", action="store_true", help="YOLOE-seg against YOLOv8n-seg only")
+    ap.add_argument(
+        "--runtimes", default="", help="compare these LABELSTACK_RUNTIMEs only, e.g. torch,onnx,openvino"
+    )
     args = ap.parse_args()
 
     from labelstack_backend import runtime
@@ -276,6 +335,10 @@ def main() -> None:
     args.batch = batch
     n = args.tasks
     for name, weights in cases.items():
+        if args.runtimes:
+            figures[name] = runtimes(work / name.replace(" ", "-"), weights, tasks, args)
+            print(json.dumps({name: figures[name]}, indent=2), flush=True)
+            continue
         secs = throughput(work / name.replace(" ", "-"), weights, tasks, pil, args)
         figures[name] = {
             "regions_per_image": secs["regions_per_image"],

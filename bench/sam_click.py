@@ -17,6 +17,9 @@ CPU here (random weights, so no checkpoint is needed):
 SAM 2.1 (t) against MobileSAM and SAM vit_b, one after the other, a few clicks each:
     .venvs/backend/bin/python bench/sam_click.py --model sam2.1_t,mobile_sam,vit_b \
         --clicks 5 --switch 5 --rounds 1 --skip-baseline
+The click decoder on torch against ONNX Runtime (LABELSTACK_RUNTIME), one after the other:
+    .venvs/backend/bin/python bench/sam_click.py --model mobile_sam,vit_b --runtime torch,onnx \
+        --clicks 20 --switch 5 --rounds 1 --skip-baseline
 A GPU later:
     python bench/sam_click.py --device cuda --model vit_h --checkpoint /weights/sam_vit_h_4b8939.pth
 
@@ -98,6 +101,7 @@ def backend_env(args: argparse.Namespace, cache_bytes: int) -> dict[str, str]:
         "LABELSTACK_SAM_MODEL_TYPE": args.model,
         "LABELSTACK_DEVICE": args.device,
         "LABELSTACK_SAM_CACHE_BYTES": str(cache_bytes),
+        "LABELSTACK_RUNTIME": args.runtime,
         "OMP_NUM_THREADS": str(args.torch_threads),
         "WORKERS": "1",
         "LOG_LEVEL": "WARNING",
@@ -146,6 +150,9 @@ def main() -> int:
         "are measured one after the other (--checkpoint then applies to none)",
     )
     parser.add_argument("--checkpoint", default="", help="weights file; random weights without one")
+    parser.add_argument(
+        "--runtime", default="auto", help="LABELSTACK_RUNTIME; several, comma-separated, one after the other"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1...")
     parser.add_argument(
         "--bf16", choices=["0", "1"], default=None, help="encoder bf16 (default: on for CUDA)"
@@ -153,6 +160,7 @@ def main() -> int:
     parser.add_argument(
         "--clicks", type=int, default=50, help="cold clicks (one per image), warm and baseline clicks"
     )
+    parser.add_argument("--warm", type=int, default=0, help="warm clicks; 0: as many as --clicks")
     parser.add_argument("--switch", type=int, default=20, help="images in the switching test")
     parser.add_argument("--rounds", type=int, default=3, help="rounds over the switching images")
     parser.add_argument("--size", default="1024x768", help="image size WxH")
@@ -162,21 +170,26 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "sam_click.json"))
     args = parser.parse_args()
     models = [m.strip() for m in args.model.split(",") if m.strip()]
-    if len(models) == 1:
+    runtimes = [r.strip() for r in args.runtime.split(",") if r.strip()]
+    if len(models) == 1 and len(runtimes) == 1:
         results = bench_one(args)
         report(results, Path(args.out))
         return 0
-    if args.checkpoint:
+    if args.checkpoint and len(models) > 1:
         parser.error("--checkpoint names one model's weights: measure one --model with it")
-    runs = [bench_one(argparse.Namespace(**{**vars(args), "model": m})) for m in models]
+    runs = [
+        bench_one(argparse.Namespace(**{**vars(args), "model": m, "runtime": r}))
+        for m in models
+        for r in runtimes
+    ]
     for run in runs:
-        report(run, Path(args.out).with_name(f"sam_click_{run['model']}.json"))
-    print("\n| model | cold p50 ms | warm p50 ms | warm / cold | encoder mean ms |")
-    print("|---|---|---|---|---|")
+        report(run, Path(args.out).with_name(f"sam_click_{run['model']}_{run['runtime']}.json"))
+    print("\n| model | runtime | cold p50 ms | warm p50 ms | warm p95 ms | warm / cold | encoder mean ms |")
+    print("|---|---|---|---|---|---|---|")
     for run in runs:
         print(
-            f"| {run['model']} | {run['cold']['p50_ms']} | {run['warm']['p50_ms']} | "
-            f"{run['warm_over_cold_p50']:.2%} | {run['encoder_mean_ms']} |"
+            f"| {run['model']} | {run['runtime']} | {run['cold']['p50_ms']} | {run['warm']['p50_ms']} | "
+            f"{run['warm']['p95_ms']} | {run['warm_over_cold_p50']:.2%} | {run['encoder_mean_ms']} |"
         )
     return 0
 
@@ -190,10 +203,13 @@ def bench_one(args: argparse.Namespace) -> dict[str, Any]:
     images = [write_image(workdir / "img" / f"{i:03d}.jpg", (width, height), seed=i) for i in range(n_images)]
     spare = write_image(workdir / "img" / "warmup.jpg", (width, height), seed=999)
     points = [(rng.uniform(5, 95), rng.uniform(5, 95)) for _ in range(args.clicks)]
-    warm_plan = [(rng.randrange(args.clicks), points[i]) for i in range(args.clicks)]
+    warm_plan = [
+        (rng.randrange(args.clicks), points[i % args.clicks]) for i in range(args.warm or args.clicks)
+    ]
     size = (width, height)
     results: dict[str, Any] = {
         "model": args.model,
+        "runtime": args.runtime,
         "weights": args.checkpoint or "random",
         "device": args.device,
         "image": args.size,
@@ -225,7 +241,7 @@ def bench_one(args: argparse.Namespace) -> dict[str, Any]:
             cold.append(click(session, cached, images[n], points[n], size))
             line = f"  {n + 1}/{args.clicks}: cold {cold[-1]:.0f} ms"
             if uncached is not None:
-                i, xy = warm_plan[n]
+                i, xy = warm_plan[n % len(warm_plan)]
                 baseline.append(click(session, uncached, images[i], xy, size))
                 line += f", baseline {baseline[-1]:.0f} ms"
             print(line, flush=True)

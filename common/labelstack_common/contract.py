@@ -50,7 +50,7 @@ class SegModel(StrEnum):
 
 class Runtime(StrEnum):
     """What runs the segmentation model and SAM's decoder (``LABELSTACK_RUNTIME``). ``auto``:
-    OpenVINO (else ONNX Runtime) on CPU, torch on a GPU until TensorRT is proven there."""
+    ONNX Runtime (else OpenVINO) on CPU, torch on a GPU until TensorRT is proven there."""
 
     AUTO = "auto"
     TORCH = "torch"

@@ -180,8 +180,8 @@ def test_a_failed_export_leaves_torch_serving_and_says_why(
 @pytest.mark.parametrize(
     ("requested", "device", "present", "expected", "why"),
     [
-        (Runtime.AUTO, "cpu", {"openvino", "onnx", "onnxruntime"}, Runtime.OPENVINO, ""),
-        (Runtime.AUTO, "cpu", {"onnx", "onnxruntime"}, Runtime.ONNX, ""),
+        (Runtime.AUTO, "cpu", {"openvino", "onnx", "onnxruntime"}, Runtime.ONNX, ""),
+        (Runtime.AUTO, "cpu", {"openvino", "onnx"}, Runtime.OPENVINO, ""),
         (Runtime.AUTO, "cpu", set(), Runtime.TORCH, "neither"),
         (Runtime.AUTO, "cuda:0", {"openvino", "onnx", "onnxruntime", "tensorrt"}, Runtime.TORCH, ""),
         (Runtime.TORCH, "cpu", {"openvino"}, Runtime.TORCH, ""),

@@ -1,9 +1,9 @@
 """Which runtime serves the segmentation model: pure choice, from the setting, the device
 and which runtime packages this image carries.
 
-``auto`` is OpenVINO (else ONNX Runtime) on CPU, where both beat torch eager, and torch on
-a GPU, where TensorRT is not proven yet. An explicit runtime this process cannot run gets a
-reason, and torch serves.
+``auto`` is ONNX Runtime (else OpenVINO) on CPU, where both beat torch eager and ONNX Runtime
+the most (docs/benchmarks.md), and torch on a GPU, where TensorRT is not proven yet. An
+explicit runtime this process cannot run gets a reason, and torch serves.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def choose(requested: Runtime, device: str, present: Callable[[str], bool] = ins
     if requested is Runtime.AUTO:
         if not on_cpu:
             return Choice(Runtime.TORCH)
-        for candidate in (Runtime.OPENVINO, Runtime.ONNX):
+        for candidate in (Runtime.ONNX, Runtime.OPENVINO):
             if not missing(candidate, present):
                 return Choice(candidate)
         return Choice(Runtime.TORCH, "neither openvino nor onnxruntime is installed")
