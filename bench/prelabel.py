@@ -62,6 +62,7 @@ def label_studio(args: argparse.Namespace, work: Path) -> Iterator[Any]:
             files_root=Path(args.ls_files_root),
         )  # fmt: skip
         return
+    (work / "label-studio").mkdir()
     with running_label_studio(work / "label-studio") as ls:
         yield ls
 
@@ -96,6 +97,9 @@ def main() -> None:
     ap.add_argument("--imgsz", type=int, default=640)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch", type=int, default=0, help="images per forward pass; 0: the backend's default")
+    ap.add_argument(
+        "--runtime", default="torch", help="the backend's LABELSTACK_RUNTIME (torch: as measured)"
+    )
     ap.add_argument("--ls-url", default="")
     ap.add_argument("--ls-token", default="")
     ap.add_argument("--ls-files-root", default="", help="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT of --ls-url")
@@ -124,6 +128,7 @@ def main() -> None:
             "LABELSTACK_IMGSZ": str(args.imgsz),
             "LABELSTACK_BATCH_SIZE": str(args.batch),
             "LABELSTACK_DEVICE": args.device,
+            "LABELSTACK_RUNTIME": args.runtime,
             "LABELSTACK_SCORE_THRESHOLD": str(CONF),
             "LABELSTACK_IMAGE_CACHE_BYTES": "0",  # first sight of every image
             "LABEL_STUDIO_URL": ls.url,
