@@ -31,6 +31,7 @@ from typing import Any
 
 from labelstack_operator import constants as c
 from labelstack_operator.kube import (
+    CRON_JOB,
     DEPLOYMENT,
     HPA,
     INGRESS,
@@ -48,7 +49,7 @@ from labelstack_operator.quantities import quantity
 from labelstack_operator.render import Manifest, Stack, is_data
 
 # The kinds build_children renders, listed once per reconcile to see what exists.
-CHILD_KINDS: tuple[Kind, ...] = (PVC, SERVICE, DEPLOYMENT, HPA, PDB, NETWORK_POLICY, INGRESS)
+CHILD_KINDS: tuple[Kind, ...] = (PVC, SERVICE, DEPLOYMENT, HPA, PDB, NETWORK_POLICY, INGRESS, CRON_JOB)
 # Kinds of other projects' CRDs, listed only for stacks that use them; a cluster may lack them.
 OPTIONAL_KINDS: tuple[Kind, ...] = (SERVICE_MONITOR,)
 

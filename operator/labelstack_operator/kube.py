@@ -69,6 +69,7 @@ INGRESS = Kind("networking.k8s.io/v1", "Ingress", "ingresses")
 NETWORK_POLICY = Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
 HPA = Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers")
 PDB = Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets")
+CRON_JOB = Kind("batch/v1", "CronJob", "cronjobs")
 # The Prometheus operator's; its CRD may not be installed (children.sync_children copes).
 SERVICE_MONITOR = Kind("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors")
 STACK = Kind(c.API_VERSION, c.KIND, c.PLURAL)
@@ -85,6 +86,7 @@ KINDS: dict[tuple[str, str], Kind] = {
         NETWORK_POLICY,
         HPA,
         PDB,
+        CRON_JOB,
         SERVICE_MONITOR,
         STACK,
     )

@@ -307,6 +307,12 @@ def service_monitor_state(stack: Stack, sync: children.SyncResult) -> str | None
     return MONITOR_SKIPPED if SERVICE_MONITOR in sync.uninstalled else MONITOR_APPLIED
 
 
+def last_backup(stack: Stack, live: Mapping[children.Key, Any]) -> str | None:
+    job = live.get(("CronJob", f"{stack.name}-backup")) if stack.spec.backup.enabled else None
+    value = ((job or {}).get("status") or {}).get("lastSuccessfulTime")
+    return str(value) if value else None
+
+
 def _accounts(ctx: Context, ref: StackRef, stack: Stack, token: str) -> users.Accounts:
     with label_studio_client(ctx, stack, token).closing() as client:
         accounts = users.ensure_accounts(ctx.kube, stack, client)
@@ -352,6 +358,7 @@ def _observe(
         projects=wiring.projects,
         wiring_hash=wiring.wiring_hash,
         service_monitor=service_monitor_state(stack, sync),
+        last_backup=last_backup(stack, sync.live),
     )
     new = build_status(previous, observed)
     changed = _write_status(ctx.kube, ref, stored, new)

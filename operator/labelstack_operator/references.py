@@ -41,8 +41,8 @@ def referenced_secrets(spec: LabelingStackSpec) -> list[SecretRef]:
                 refs.append(SecretRef(secret.name, (secret.key,), field))
     external = spec.label_studio.database.external
     if spec.label_studio.database.type == "external" and external is not None:
-        secret = external.password_secret
-        refs.append(SecretRef(secret.name, (secret.key,), "labelStudio.database.external.passwordSecret"))
+        password = external.password_secret
+        refs.append(SecretRef(password.name, (password.key,), "labelStudio.database.external.passwordSecret"))
     users = spec.label_studio.users_secret
     if users is not None:
         refs.append(SecretRef(users.name, (users.key,), "labelStudio.usersSecret"))

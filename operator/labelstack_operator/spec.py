@@ -640,6 +640,19 @@ class RetentionPolicy(_Model):
     """Retain: PVCs and the generated admin and Redis Secrets outlive the stack; Delete: they go with it."""
 
 
+class Backup(_Model):
+    """Scheduled dumps of Label Studio's database to a PVC (pg_dump; SQLite's online backup)."""
+
+    enabled: bool = False
+    """Run the backup CronJob <stack>-backup."""
+    schedule: str = Field(default="0 3 * * *", min_length=9)
+    """When, in cron syntax (the cluster's time zone)."""
+    keep: int = Field(default=7, ge=1, le=365)
+    """How many dumps to keep; older ones are deleted after each success."""
+    storage: VolumeClaim = Field(default_factory=VolumeClaim)
+    """The PVC <stack>-backups the dumps go to."""
+
+
 class LocalObjectReference(_Model):
     name: str = Field(min_length=1)
     """Secret name."""
@@ -672,6 +685,8 @@ class LabelingStackSpec(_Model):
     """Pull secrets for every pod of the stack."""
     monitoring: Monitoring = Field(default_factory=Monitoring)
     """Prometheus: a ServiceMonitor, and the scraper's way through the NetworkPolicy."""
+    backup: Backup = Field(default_factory=Backup)
+    """Scheduled database dumps; the last success is in status.lastBackup."""
 
     @model_validator(mode="after")
     def _references(self) -> Self:

@@ -66,6 +66,8 @@ class LabelingStackStatus(_Model):
     """Hash of the last wiring plan carried out in full (a new plan is wired again)."""
     service_monitor: str | None = None
     """Applied, or why the ServiceMonitor asked for was skipped."""
+    last_backup: str | None = None
+    """When the backup CronJob last succeeded (its status.lastSuccessfulTime)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class Observed:
     """None: wiring did not run this time; keep what the status says."""
     wiring_hash: str | None = None
     service_monitor: str | None = None
+    last_backup: str | None = None
 
 
 def now() -> str:
@@ -180,6 +183,7 @@ def build_status(
         projects=previous.projects if observed.projects is None else list(observed.projects),
         wiring_hash=observed.wiring_hash,
         service_monitor=observed.service_monitor,
+        last_backup=observed.last_backup or previous.last_backup,
     )
 
 

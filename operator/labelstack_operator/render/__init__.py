@@ -14,6 +14,7 @@ from labelstack_operator.render.backends import (
     build_backend_deployment,
     build_backend_service,
 )
+from labelstack_operator.render.backup import build_backup_claim, build_backup_cron_job
 from labelstack_operator.render.context import Manifest, Stack
 from labelstack_operator.render.egress import build_label_studio_egress_policy
 from labelstack_operator.render.ingress import build_ingress
@@ -98,6 +99,8 @@ def build_children(stack: Stack) -> list[Manifest]:
         objs.append(build_backends_network_policy(stack))
         if spec.monitoring.service_monitor.enabled:
             objs.append(build_service_monitor(stack))
+    if spec.backup.enabled:
+        objs += [build_backup_claim(stack), build_backup_cron_job(stack)]
     if spec.label_studio.egress.enabled:
         objs.append(build_label_studio_egress_policy(stack))
     if spec.ingress.enabled:

@@ -14,12 +14,14 @@ LABEL_STUDIO = "label-studio"
 REDIS = "redis"
 BACKEND = "backend"
 POSTGRES = "postgres"
+BACKUP = "backup"
 
 _APP_NAMES = {
     LABEL_STUDIO: "label-studio",
     REDIS: "redis",
     BACKEND: "labelstack-backend",
     POSTGRES: "postgresql",
+    BACKUP: "labelstack-backup",
 }
 
 

@@ -7,7 +7,7 @@ guarantee a one-replica StatefulSet gives, with the kinds (and RBAC) the operato
 from __future__ import annotations
 
 from labelstack_operator.render import parts
-from labelstack_operator.render.context import LABEL_STUDIO, POSTGRES, Manifest, Stack, metadata
+from labelstack_operator.render.context import BACKUP, LABEL_STUDIO, POSTGRES, Manifest, Stack, metadata
 
 PORT = 5432
 # The official image's postgres user.
@@ -105,7 +105,11 @@ def build_postgres_network_policy(stack: Stack) -> Manifest:
             "policyTypes": ["Ingress"],
             "ingress": [
                 {
-                    "from": [{"podSelector": {"matchLabels": stack.selector(LABEL_STUDIO)}}],
+                    # Label Studio, and the backup CronJob's pg_dump.
+                    "from": [
+                        {"podSelector": {"matchLabels": stack.selector(LABEL_STUDIO)}},
+                        {"podSelector": {"matchLabels": stack.selector(BACKUP)}},
+                    ],
                     "ports": [{"protocol": "TCP", "port": PORT}],
                 }
             ],
