@@ -25,6 +25,7 @@ def sam_settings(**env: str) -> Settings:
             "LABELSTACK_PREDICTOR": "sam",
             "LABELSTACK_SAM_MODEL_TYPE": "tiny",
             "LABELSTACK_DEMO_MODEL": "1",
+            "LABELSTACK_RUNTIME": "torch",  # as tests/conftest.py: no exports unless a test asks
             **env,
         }
     )

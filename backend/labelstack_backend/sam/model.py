@@ -38,7 +38,7 @@ from labelstack_backend import metrics, runtime
 from labelstack_backend.errors import ModelLoadError
 from labelstack_backend.priority import PriorityGate
 from labelstack_backend.registry.store import file_digest
-from labelstack_backend.sam import onnxdecoder, sam2
+from labelstack_backend.sam import onnxdecoder, ovencoder, sam2
 from labelstack_backend.sam.embeddings import Embedding
 from labelstack_backend.settings import Settings
 from labelstack_common.contract import (
@@ -240,6 +240,7 @@ class SamModel:
         self.img_size = int(net.image_size if self.sam2 else net.image_encoder.img_size)
         self.mask_threshold = float(getattr(net, "mask_threshold", 0.0))
         self.onnx_decoder: onnxdecoder.OnnxDecoder | None = None  # None: clicks decode through torch
+        self.ov_encoder: ovencoder.OvEncoder | None = None  # None: torch encodes
         self.gate = EncoderGate()
         mean, std = (sam2.PIXEL_MEAN, sam2.PIXEL_STD) if self.sam2 else (net.pixel_mean, net.pixel_std)
         self._mean = torch.as_tensor(mean, device=device).view(3, 1, 1)
@@ -266,6 +267,7 @@ class SamModel:
             decoder_threads=settings.sam_decoder_threads,
         )
         model.use_onnx_decoder(settings)
+        model.use_ov_encoder(settings)
         log.info(
             "loaded SAM %s (%s) on %s%s in %.1fs",
             weights.model_type,
@@ -286,11 +288,22 @@ class SamModel:
             return
         folder = settings.model_dir_resolved / "exports" / self.version
         try:
-            self.onnx_decoder = onnxdecoder.load_decoder(self.net, folder, self.decoder_threads)
+            # Every core torch has: ONNX Runtime's threads sleep when idle (torch's spin).
+            self.onnx_decoder = onnxdecoder.load_decoder(self.net, folder, max(self.encoder_threads, 1))
         except ModelLoadError as exc:
             log.error("SAM's decoder runs on torch: %s", exc.reason)
             return
         log.info("SAM's decoder runs on ONNX Runtime (%s)", self.onnx_decoder.path)
+
+    def use_ov_encoder(self, settings: Settings) -> None:
+        """Encode through OpenVINO once its export is ready (made in the background), where
+        LABELSTACK_RUNTIME and the device call for it; torch encodes until then."""
+        if ovencoder.wanted(settings.runtime, self.device, self.sam2):
+            folder = settings.model_dir_resolved / "exports" / self.version
+            ovencoder.load_in_background(self.net, folder, self.encoder_threads, self._encoder_ready)
+
+    def _encoder_ready(self, encoder: ovencoder.OvEncoder) -> None:
+        self.ov_encoder = encoder
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) of an image resized so that its long side is the encoder's size
@@ -326,9 +339,8 @@ class SamModel:
         with self.gate.hold(background), torch_threads(self.encoder_threads):
             started = time.perf_counter()
             with torch.inference_mode(), autocast:
-                features, high_res = (
-                    sam2.encode(self.net, x) if self.sam2 else (self.net.image_encoder(x), ())
-                )
+                image_encoder = self.ov_encoder or self.net.image_encoder
+                features, high_res = sam2.encode(self.net, x) if self.sam2 else (image_encoder(x), ())
             if features.device.type == "cuda":
                 torch.cuda.synchronize(features.device)
             elapsed = time.perf_counter() - started

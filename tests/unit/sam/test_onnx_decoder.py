@@ -181,3 +181,45 @@ def test_frame_mask_samples_only_where_the_mask_can_be() -> None:
     )[0, 0].numpy()
     assert iou(mask, want > 0) >= 0.98
     assert not frame_mask(np.full((16, 16), -1.0, dtype=np.float32), (48, 64), 64, (96, 128), 0.0).any()
+
+
+needs_openvino = pytest.mark.skipif(
+    importlib.util.find_spec("openvino") is None, reason="openvino is not installed"
+)
+
+
+@needs_openvino
+@pytest.mark.parametrize("kind", ["tiny", "mobile_sam"])
+def test_the_openvino_encoder_gives_torchs_embedding_and_masks(kind: str, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from labelstack_backend.sam import ovencoder
+
+    net = build_net(kind)
+    torch_model, ov_model = sam_model(net), sam_model(net)
+    ov_model.ov_encoder = ovencoder.load_encoder(net, tmp_path, threads=0)
+    rng = np.random.default_rng(3)
+    image = Image.fromarray(rng.integers(0, 255, (HEIGHT // 4, WIDTH // 4, 3), dtype=np.uint8)).resize(
+        (WIDTH, HEIGHT)
+    )
+    want, got = torch_model.encode(image), ov_model.encode(image)
+    assert got.input_size == want.input_size
+    assert float((got.features - want.features).abs().max()) <= 1e-3 * max(
+        1.0, float(want.features.abs().max())
+    )
+    for prompt in prompts():
+        a, b = decode(torch_model, want, prompt), decode(ov_model, got, prompt)
+        assert iou(a.mask, b.mask) >= 0.98
+    assert (tmp_path / ovencoder.FOLDER / ovencoder.XML).is_file()
+
+
+def test_the_openvino_encoder_is_asked_for_on_cpu_only() -> None:
+    from labelstack_backend.sam import ovencoder
+
+    present = importlib.util.find_spec("openvino") is not None
+    assert ovencoder.wanted(Runtime.AUTO, "cpu", False) is present
+    assert ovencoder.wanted(Runtime.OPENVINO, "cpu", False) is present
+    assert not ovencoder.wanted(Runtime.ONNX, "cpu", False)
+    assert not ovencoder.wanted(Runtime.TORCH, "cpu", False)
+    assert not ovencoder.wanted(Runtime.AUTO, "cuda:0", False)
+    assert not ovencoder.wanted(Runtime.AUTO, "cpu", True)
