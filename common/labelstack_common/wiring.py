@@ -181,6 +181,12 @@ class _Wirer:
             result.changes.append(f"updated backend {link.title}")
 
     @staticmethod
+    def _key_marker(gcs: GcsStorage) -> str:
+        # Label Studio never returns a storage's key, so its digest rides in the description.
+        digest = hashlib.sha256((gcs.credentials_json or "").encode()).hexdigest()[:12]
+        return f"labelstack key {digest}"
+
+    @staticmethod
     def _same_place(storage: Any, gcs: GcsStorage) -> bool:
         return bool(storage.bucket == gcs.bucket and (storage.prefix or "") == gcs.prefix)
 
@@ -195,6 +201,7 @@ class _Wirer:
             args["title"] = gcs.title
             if gcs.credentials_json:
                 args["google_application_credentials"] = gcs.credentials_json
+                args["description"] = self._key_marker(gcs)
             if gcs.project_id:
                 args["google_project_id"] = gcs.project_id
             if source:
@@ -203,6 +210,16 @@ class _Wirer:
                     args["regex_filter"] = gcs.regex_filter
             storage = self.client.call(f"connect {role} {gcs.title}", api.create, **args)
             result.changes.append(f"connected {role} {gcs.title}")
+        elif gcs.credentials_json and getattr(storage, "description", None) != self._key_marker(gcs):
+            # A rotated key reaches the storage that already exists.
+            self.client.call(
+                f"update the key of {role} {gcs.title}",
+                api.update,
+                storage.id,
+                google_application_credentials=gcs.credentials_json,
+                description=self._key_marker(gcs),
+            )
+            result.changes.append(f"updated the key of {role} {gcs.title}")
         # Syncing is incremental: objects already imported (or exported) are skipped.
         self.client.call(
             f"sync {role} {gcs.title}",
@@ -211,6 +228,30 @@ class _Wirer:
             request_options={"timeout_in_seconds": SYNC_TIMEOUT_S},
         )
         result.synced.append(gcs.title)
+
+
+def sync_sources(client: LabelStudioClient, plans: Sequence[ProjectPlan]) -> list[str]:
+    """Sync the source storages of wired projects (new bucket objects become tasks); nothing is
+    created, and tasks already imported are left as they are. Returns the storages synced."""
+    wirer = _Wirer(client)
+    synced: list[str] = []
+    for plan in plans:
+        source = plan.gcs_source
+        project = wirer._find_project(plan.title) if source is not None else None
+        if source is None or project is None:
+            continue
+        api = client.sdk.import_storage.gcs
+        existing = client.call(f"list GCS sources of {plan.title!r}", api.list, project=int(project.id))
+        storage = next((s for s in existing if _Wirer._same_place(s, source)), None)
+        if storage is not None:
+            client.call(
+                f"sync source {source.title}",
+                api.sync,
+                storage.id,
+                request_options={"timeout_in_seconds": SYNC_TIMEOUT_S},
+            )
+            synced.append(source.title)
+    return synced
 
 
 def wire(client: LabelStudioClient, plans: Sequence[ProjectPlan]) -> WiringResult:

@@ -18,6 +18,7 @@ becomes a condition and an Event, and the pass ends normally: no crash loop.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import threading
 from collections.abc import Iterable, Mapping
@@ -45,6 +46,7 @@ from labelstack_operator.status import (
     Observed,
     ProjectRef,
     build_status,
+    now,
     parse_status,
     status_patch,
 )
@@ -131,6 +133,7 @@ class WiringOutcome:
     wiring_hash: str | None
     projects: list[ProjectRef] | None = None
     result: WiringResult | None = None
+    synced_at: str | None = None
 
 
 def label_studio_client(ctx: Context, stack: Stack, token: str) -> LabelStudioClient:
@@ -173,7 +176,15 @@ def wire_stack(
         f"waiting for backends: {', '.join(waiting)}" if waiting else f"{len(plans)} project(s) wired",
     )
     if digest == previous.wiring_hash:
-        return WiringOutcome(done, digest)  # this exact plan was carried out already
+        # This exact plan was carried out already; only the sources' periodic sync may be due.
+        if not sync_due(stack, previous.sources_synced_at):
+            return WiringOutcome(done, digest)
+        try:
+            with label_studio_client(ctx, stack, token).closing() as client:
+                wiring.sync_sources(client, plans)
+        except LabelStudioError as err:
+            return WiringOutcome(Check("False", "WiringFailed", str(err)), None)
+        return WiringOutcome(done, digest, synced_at=now())
     client = label_studio_client(ctx, stack, token)
     try:
         with client.closing():
@@ -181,7 +192,22 @@ def wire_stack(
     except LabelStudioError as err:
         return WiringOutcome(Check("False", "WiringFailed", str(err)), None)
     projects = [ProjectRef(title=p.title, id=p.id) for p in result.projects]
-    return WiringOutcome(done, digest, projects, result)
+    return WiringOutcome(done, digest, projects, result, synced_at=now())
+
+
+def sync_due(stack: Stack, last: str | None) -> bool:
+    """A source asks for a sync every ``syncInterval``, and that long has passed since the last."""
+    intervals = [p.gcs.source.sync_seconds for p in stack.spec.projects if p.gcs.source is not None]
+    shortest = min((i for i in intervals if i > 0), default=0)
+    if not shortest:
+        return False
+    if last is None:
+        return True
+    try:
+        then = datetime.datetime.strptime(last, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return True
+    return (datetime.datetime.now(datetime.UTC) - then).total_seconds() >= shortest
 
 
 def _post_sync_events(kube: Kube, ref: StackRef, sync: children.SyncResult) -> None:
@@ -359,6 +385,7 @@ def _observe(
         wiring_hash=wiring.wiring_hash,
         service_monitor=service_monitor_state(stack, sync),
         last_backup=last_backup(stack, sync.live),
+        sources_synced_at=wiring.synced_at,
     )
     new = build_status(previous, observed)
     changed = _write_status(ctx.kube, ref, stored, new)

@@ -585,6 +585,15 @@ class GcsStorage(_Model):
     """Each object is one image task (source only)."""
     presign: bool = True
     """Serve images through presigned URLs (source only)."""
+    sync_interval: str = Field(default="10m", pattern=r"^(0|[0-9]+[smh])$")
+    """Sync the source this often (like 10m or 1h; 0: only when the stack changes), so that new objects
+    become tasks without anyone pressing Sync (source only)."""
+
+    @property
+    def sync_seconds(self) -> int:
+        if self.sync_interval == "0":
+            return 0
+        return int(self.sync_interval[:-1]) * {"s": 1, "m": 60, "h": 3600}[self.sync_interval[-1]]
 
 
 class ProjectStorage(_Model):

@@ -68,6 +68,8 @@ class LabelingStackStatus(_Model):
     """Applied, or why the ServiceMonitor asked for was skipped."""
     last_backup: str | None = None
     """When the backup CronJob last succeeded (its status.lastSuccessfulTime)."""
+    sources_synced_at: str | None = None
+    """When the projects' GCS sources were last synced."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class Observed:
     wiring_hash: str | None = None
     service_monitor: str | None = None
     last_backup: str | None = None
+    sources_synced_at: str | None = None
 
 
 def now() -> str:
@@ -184,6 +187,7 @@ def build_status(
         wiring_hash=observed.wiring_hash,
         service_monitor=observed.service_monitor,
         last_backup=observed.last_backup or previous.last_backup,
+        sources_synced_at=observed.sources_synced_at or previous.sources_synced_at,
     )
 
 

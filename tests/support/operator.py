@@ -38,6 +38,8 @@ class FakeWiring:
 
     calls: list[tuple[str, list[ProjectPlan]]] = field(default_factory=list)
     fail_with: LabelStudioError | None = None
+    syncs: list[str] = field(default_factory=list)
+    """Label Studio URLs whose sources were synced alone (the periodic sync)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, client: LabelStudioClient, plans: Sequence[ProjectPlan]) -> WiringResult:
@@ -51,6 +53,11 @@ class FakeWiring:
                 for i, p in enumerate(plans)
             ]
         )
+
+    def sync_sources(self, client: LabelStudioClient, plans: Sequence[ProjectPlan]) -> list[str]:
+        with self.lock:
+            self.syncs.append(client.url)
+        return [p.gcs_source.title for p in plans if p.gcs_source is not None]
 
     def calls_for(self, namespace: str) -> list[list[ProjectPlan]]:
         with self.lock:
@@ -121,6 +128,7 @@ def running_operator(
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LABELSTACK_KUBE_SERVER", kube.url)
         mp.setattr("labelstack_common.wiring.wire", wiring)
+        mp.setattr("labelstack_common.wiring.sync_sources", wiring.sync_sources)
         mp.setattr("labelstack_common.wiring.ensure_user", accounts or FakeAccounts())
         mp.setattr("labelstack_operator.reconcile.reconcile", PASSES)
         args = ["run", "--standalone", *watch, "-m", "labelstack_operator.handlers"]
