@@ -53,9 +53,10 @@ def test_two_label_studios_on_one_postgres_serve_the_same_project(postgres, tmp_
     assert [run.returncode for run in runs] == [0, 0], outputs
     assert sum("Applying " in out for out in outputs) == 1, outputs
     try:
+        # One after the other: each start creates the admin when it is missing, and two at once race.
         first.start()
-        second.start()
         first.wait_ready(timeout=300)
+        second.start()
         second.wait_ready(timeout=300)
         a, b = LabelStudioClient(first.url, token), LabelStudioClient(second.url, token)
         project = a.sdk.projects.create(
