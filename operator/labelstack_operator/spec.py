@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from labelstack_common import ssrf
-from labelstack_common.contract import PredictorKind, SamModelType
+from labelstack_common.contract import PredictorKind, Runtime, SamModelType
 from labelstack_common.errors import LabelStackError
 from labelstack_operator import defaults
 from labelstack_operator.quantities import QUANTITY, quantity
@@ -488,6 +488,8 @@ class Backend(_Model):
     """Pods behind the backend Service (ignored while autoscaling is enabled)."""
     sam_model_type: SamModelType = SamModelType.VIT_B
     """SAM variant matching the checkpoint (type sam only)."""
+    runtime: Runtime = Runtime.AUTO
+    """What runs the models (LABELSTACK_RUNTIME); auto: exported runtimes on CPU, torch on a GPU."""
     gpu: int = Field(default=0, ge=0, le=16)
     """nvidia.com/gpu per pod; 0 runs on CPU."""
     resources: ResourceRequirements = _resources(lambda: defaults.BACKEND_RESOURCES)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from labelstack_common import contract
-from labelstack_common.contract import Env
+from labelstack_common.contract import Env, Runtime
 from labelstack_operator import constants as c
 from labelstack_operator.quantities import to_bytes
 from labelstack_operator.render import parts
@@ -59,6 +59,8 @@ def get_backend_env(stack: Stack, backend: Backend) -> list[Manifest]:
         env.append(parts.env_value(Env.SEG_WEIGHTS, weights))
     if backend.score_threshold is not None:
         env.append(parts.env_value(Env.SCORE_THRESHOLD, str(backend.score_threshold)))
+    if backend.runtime is not Runtime.AUTO:  # the backend's default otherwise
+        env.append(parts.env_value(Env.RUNTIME, backend.runtime.value))
     env += get_redis_env(stack, backend) + get_model_store_env(backend)
     return parts.merge_env(env, backend.env)
 
