@@ -197,3 +197,15 @@ def test_runtime_choice(
     choice = choose(requested, device, present.__contains__)
     assert choice.runtime is expected
     assert (why in choice.reason) if why else choice.reason == ""
+
+
+def test_no_export_on_a_near_full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from labelstack_backend.yolo import export as export_module
+
+    monkeypatch.setattr(export_module, "free_bytes", lambda folder: 2**20)
+    exports = Exports(Choice(Runtime.ONNX), imgsz=IMGSZ, half=False, device="cpu")
+    model = seeded_model()
+    exports.schedule(model, tmp_path / "exports")
+    exports.wait()
+    assert model.runtime == "torch" and "1 MiB free" in exports.failures["seeded"]
+    assert not (tmp_path / "exports").exists()

@@ -99,6 +99,20 @@ def export(yolo: Any, folder: Path, spec: ExportSpec) -> Path:
 
 Loader = Callable[[Path, SegmentationModel], SegmentationModel]
 
+#: Free space an export needs beside its version (a YOLOv8x-seg export is about 280 MB).
+MIN_FREE_BYTES = 512 * 2**20
+
+
+def free_bytes(folder: Path) -> int | None:
+    """Free bytes on the disk that holds ``folder`` (or its nearest existing parent)."""
+    for place in (folder, *folder.parents):
+        if place.exists():
+            try:
+                return shutil.disk_usage(place).free
+            except OSError:
+                return None
+    return None
+
 
 def load_exported(path: Path, like: SegmentationModel) -> SegmentationModel:
     """The exported model, loaded and warmed up the way ``like`` is."""
@@ -148,9 +162,17 @@ class Exports:
 
     def schedule(self, model: SegmentationModel, folder: Path) -> None:
         """Export ``model`` into ``folder`` in the background, then serve it from the export."""
-        if not self.enabled:
+        yolo = getattr(model, "yolo", None)  # the torch model, as loaded now
+        if not self.enabled or yolo is None:  # nothing to export (a stand-in model)
             return
-        self._jobs.put((model, model.yolo, folder))  # the torch model, as loaded now
+        free = free_bytes(folder)
+        if free is not None and free < MIN_FREE_BYTES:  # a near-full MODEL_DIR is kept for training
+            need = MIN_FREE_BYTES // 2**20
+            reason = f"{free // 2**20} MiB free under {folder}, below the {need} MiB an export needs"
+            self.failures[model.version] = reason
+            log.warning("%s: torch serves, not %s: %s", model.version, self.spec.runtime.value, reason)
+            return
+        self._jobs.put((model, yolo, folder))
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="seg-export", daemon=True)
