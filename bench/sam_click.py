@@ -116,6 +116,16 @@ def backend_env(args: argparse.Namespace, cache_bytes: int) -> dict[str, str]:
     return env
 
 
+def wait_for_file(folder: Path, name: str, timeout: float) -> None:
+    """Until a file ``name`` lies under ``folder``, and a few seconds more for it to load."""
+    deadline = time.monotonic() + timeout
+    while not any(folder.rglob(name)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {name} under {folder} after {timeout:.0f}s")
+        time.sleep(1)
+    time.sleep(5)
+
+
 def machine() -> dict[str, Any]:
     info: dict[str, Any] = {"cpus": os.cpu_count(), "platform": platform.platform()}
     try:
@@ -231,6 +241,8 @@ def bench_one(args: argparse.Namespace) -> dict[str, Any]:
                 run_backend(workdir / "uncached", backend_env(args, 0), ready_timeout=900)
             )
         )
+        if args.runtime in ("auto", "openvino"):  # SAM's OpenVINO encoder is made in the background
+            wait_for_file(workdir / "cached" / "models" / "exports", "encoder.xml", timeout=900)
         session = requests.Session()
         for server in filter(None, (cached, uncached)):
             click(session, server, spare, (50, 50), size)  # warm-up: lazy imports, first allocations
