@@ -21,9 +21,9 @@ def labelstack() -> str:
 
 
 def free_ports() -> Ports:
-    """Four distinct free ports (held open together while picked, so none is picked twice)."""
+    """Five distinct free ports (held open together while picked, so none is picked twice)."""
     with ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(4)]
+        socks = [stack.enter_context(socket.socket()) for _ in range(5)]
         for s in socks:
             s.bind(("127.0.0.1", 0))
         return Ports(*(int(s.getsockname()[1]) for s in socks))
@@ -34,7 +34,8 @@ def up_command(data_dir: Path, ports: Ports, *extra: str, demo: bool = True) -> 
     return [
         labelstack(), "up", "--data-dir", str(data_dir), "--port", str(ports.label_studio),
         "--seg-port", str(ports.segmentation), "--sam-port", str(ports.sam),
-        "--redis-port", str(ports.redis), *(["--demo"] if demo else []), *extra,
+        "--redis-port", str(ports.redis), "--postgres-port", str(ports.postgres),
+        *(["--demo"] if demo else []), *extra,
     ]  # fmt: skip
 
 

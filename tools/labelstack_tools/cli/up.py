@@ -54,6 +54,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     ports.add_argument("--sam-port", type=int, default=d.sam, help=f"SAM backend (default {d.sam})")
     ports.add_argument("--redis-port", type=int, default=d.redis, help=f"Redis (default {d.redis})")
+    ports.add_argument(
+        "--postgres-port",
+        type=int,
+        default=d.postgres,
+        help=f"PostgreSQL, with --postgres (default {d.postgres})",
+    )
     models = p.add_argument_group(
         "models (default: YOLOv8n-seg and MobileSAM, fetched once into ~/.cache/labelstack/weights "
         "and checked against pinned sha256s; offline, random demo weights)"
@@ -83,6 +89,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     what = p.add_argument_group("what to run")
     what.add_argument("--no-sam", action="store_true", help="leave the interactive SAM backend out")
     what.add_argument("--no-redis", action="store_true", help="run the backends without Redis")
+    what.add_argument(
+        "--postgres",
+        action="store_true",
+        help="Label Studio on PostgreSQL (the machine's Debian `postgresql`; its data in the data dir) "
+        "instead of SQLite, as on Kubernetes",
+    )
     what.add_argument("--cpu", action="store_true", help="run models and training on the CPU even with a GPU")
     p.set_defaults(run=run)
 
@@ -90,7 +102,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def options(args: argparse.Namespace) -> StackOptions:
     return StackOptions(
         data_dir=data_dir(args),
-        ports=Ports(args.port, args.seg_port, args.sam_port, args.redis_port),
+        ports=Ports(args.port, args.seg_port, args.sam_port, args.redis_port, args.postgres_port),
         seg_weights=Path(args.seg_weights).expanduser().resolve() if args.seg_weights else None,
         sam_checkpoint=Path(args.sam_checkpoint).expanduser().resolve() if args.sam_checkpoint else None,
         sam_model_type=args.sam_model_type,
@@ -98,6 +110,7 @@ def options(args: argparse.Namespace) -> StackOptions:
         redis=not args.no_redis,
         cpu=args.cpu,
         demo=args.demo,
+        postgres=args.postgres,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ class Credentials:
     username: str
     password: str
     token: str  # Label Studio's legacy API token (40 hex characters)
+    # The local PostgreSQL's superuser password (``up --postgres``); added on its first use.
+    postgres_password: str = ""
 
     @classmethod
     def generate(cls, username: str = DEFAULT_USERNAME) -> Credentials:
@@ -43,7 +45,19 @@ class Credentials:
             values[key] = value
         if len(values["token"]) != 40:
             raise CredentialsError(f"{where}: the token must be 40 characters (Label Studio's legacy form)")
-        return cls(**values)
+        postgres = data.get("postgres_password", "")
+        if not isinstance(postgres, str):
+            raise CredentialsError(f"{where}: 'postgres_password' is not a string")
+        return cls(**values, postgres_password=postgres)
+
+
+def with_postgres_password(data_dir: Path, creds: Credentials) -> Credentials:
+    """``creds`` with a PostgreSQL password, generated and stored the first time."""
+    if creds.postgres_password:
+        return creds
+    creds = replace(creds, postgres_password=secrets.token_urlsafe(18))
+    write_private_json(data_dir / FILE_NAME, asdict(creds))
+    return creds
 
 
 def load_or_create(data_dir: Path) -> tuple[Credentials, bool]:

@@ -30,6 +30,7 @@ class Ports:
     segmentation: int = 9090
     sam: int = 9091
     redis: int = 6380  # not 6379: a system Redis often holds that one
+    postgres: int = 5433  # not 5432: a system PostgreSQL often holds that one
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class StackOptions:
     redis: bool = True
     cpu: bool = False
     demo: bool = False  # random weights for what has none; fetch no default weights
+    postgres: bool = False  # Label Studio on a local PostgreSQL instead of SQLite
 
     @property
     def seg_demo(self) -> bool:
@@ -71,6 +73,11 @@ class Layout:
     @property
     def samples(self) -> Path:
         return self.files / "samples"
+
+    @property
+    def postgres(self) -> Path:
+        """The PostgreSQL cluster of ``up --postgres``."""
+        return self.root / "postgres"
 
     @property
     def logs(self) -> Path:
@@ -129,6 +136,8 @@ def port_claims(opts: StackOptions, redis: bool) -> list[tuple[int, str, str]]:
         claims.append((opts.ports.sam, "the SAM backend", "--sam-port"))
     if redis:
         claims.append((opts.ports.redis, "Redis", "--redis-port"))
+    if opts.postgres:
+        claims.append((opts.ports.postgres, "PostgreSQL", "--postgres-port"))
     seen: dict[int, str] = {}
     for port, what, _ in claims:
         if not 0 < port < 65536:

@@ -7,6 +7,7 @@ line (``labelstack_tools.cli.up``) only parses options and draws.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import time
@@ -24,6 +25,7 @@ from labelstack_common.labelstudio import LabelStudioClient
 from labelstack_tools.localstack import (
     credentials,
     install,
+    postgres,
     probes,
     procs,
     project,
@@ -53,6 +55,7 @@ from labelstack_tools.localstack.ports import port_in_use
 from labelstack_tools.localstack.supervisor import Running, ServiceFailed, Supervisor
 
 READY_TIMEOUT_S = 600  # a first start migrates Label Studio's database while two models load
+POSTGRES_READY_TIMEOUT_S = 60
 
 
 class StackError(LabelStackError):
@@ -210,6 +213,43 @@ def find_redis(opts: StackOptions, out: Reporter) -> str | None:
     return binary
 
 
+def find_postgres(opts: StackOptions) -> Path | None:
+    """PostgreSQL's bin directory with ``--postgres``; None without it."""
+    if not opts.postgres:
+        return None
+    found = postgres.bin_dir()
+    if found is None:
+        raise StackError(postgres.INSTALL_HINT)
+    return found
+
+
+def prepare_postgres(
+    layout: Layout, ls: LabelStudioProcess, binaries: Path, port: int, out: Reporter
+) -> None:
+    """The cluster (made once), and Label Studio pointed at it."""
+    try:
+        creds, _ = credentials.load_or_create(layout.root)
+        creds = credentials.with_postgres_password(layout.root, creds)
+        with out.busy(f"PostgreSQL: checking its cluster in {layout.postgres}"):
+            made = postgres.ensure_cluster(layout, binaries, creds.postgres_password, os.geteuid() == 0)
+    except (credentials.CredentialsError, postgres.PostgresError) as exc:
+        raise StackError(str(exc)) from None
+    out.line(("created" if made else "reusing") + f" the PostgreSQL cluster in {layout.postgres}")
+    ls.extra_env = postgres.label_studio_env(port, creds.postgres_password)
+
+
+def start_postgres(sup: Supervisor, layout: Layout, binaries: Path, port: int, password: str) -> bool:
+    """Start PostgreSQL and wait for it, then create Label Studio's database unless it exists
+    (before Label Studio starts: it migrates at once); True when the database is new."""
+    spec = postgres.server_spec(layout, binaries, port, os.geteuid() == 0)
+    sup.start(spec, partial(postgres.ready, binaries, port))
+    sup.wait_ready(POSTGRES_READY_TIMEOUT_S)
+    try:
+        return postgres.ensure_database(binaries, port, password)
+    except postgres.PostgresError as exc:
+        raise ServiceFailed("postgres", f"PostgreSQL: {exc}; its log: {spec.log}") from None
+
+
 def ensure_label_studio(binary: Path, layout: Layout, out: Reporter) -> None:
     if binary.exists():
         return
@@ -254,16 +294,24 @@ def prepare_data(layout: Layout, port: int, binary: Path, out: Reporter) -> Labe
 
 
 def start_services(
-    sup: Supervisor, opts: StackOptions, layout: Layout, ls: LabelStudioProcess, redis_binary: str | None
+    sup: Supervisor,
+    opts: StackOptions,
+    layout: Layout,
+    ls: LabelStudioProcess,
+    redis_binary: str | None,
+    pg_binaries: Path | None = None,
 ) -> list[tuple[Running, str]]:
     """Start every process; return each with what the display says while it gets ready."""
     started: list[tuple[Running, str]] = []
+    first = not (layout.label_studio / "label_studio.sqlite3").exists()
+    if pg_binaries is not None:
+        password = ls.extra_env["POSTGRE_PASSWORD"]
+        first = start_postgres(sup, layout, pg_binaries, opts.ports.postgres, password)
     redis_url = None
     if redis_binary is not None:
         spec = redis_spec(opts, layout, redis_binary)
         redis_url = spec.url
         started.append((sup.start(spec, partial(probes.redis_ok, spec.url)), "starting Redis"))
-    first = not (layout.label_studio / "label_studio.sqlite3").exists()
     ls.start()
     assert ls.proc is not None
     health = f"{ls.url}/health"
@@ -306,7 +354,12 @@ def watch(sup: Supervisor) -> None:
 
 
 def supervise(
-    opts: StackOptions, layout: Layout, ls: LabelStudioProcess, redis_binary: str | None, out: Reporter
+    opts: StackOptions,
+    layout: Layout,
+    ls: LabelStudioProcess,
+    redis_binary: str | None,
+    out: Reporter,
+    pg_binaries: Path | None = None,
 ) -> int:
     """Start, wire, report, then watch until a stop signal or a failure; always stop everything."""
     sup = Supervisor()
@@ -315,7 +368,7 @@ def supervise(
     code = 0
     with stop_signals():
         try:
-            started = start_services(sup, opts, layout, ls, redis_binary)
+            started = start_services(sup, opts, layout, ls, redis_binary, pg_binaries)
             current.processes = sup.records()
             state.write(layout.root, current)
             wait_ready(sup, started, out)
@@ -348,9 +401,12 @@ def up(opts: StackOptions, out: Reporter) -> int:
     layout = Layout(private_dir(opts.data_dir))
     check_not_running(layout.root, out)
     redis_binary = find_redis(opts, out)
+    pg_binaries = find_postgres(opts)
     check_ports(opts, redis_binary is not None)
     opts = with_default_weights(opts, out)
     binary = label_studio_bin()
     ensure_label_studio(binary, layout, out)
     ls = prepare_data(layout, opts.ports.label_studio, binary, out)
-    return supervise(opts, layout, ls, redis_binary, out)
+    if pg_binaries is not None:
+        prepare_postgres(layout, ls, pg_binaries, opts.ports.postgres, out)
+    return supervise(opts, layout, ls, redis_binary, out, pg_binaries)
