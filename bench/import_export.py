@@ -32,6 +32,15 @@ from tests.support.gcs_emulator import start_emulator
 CONFIG = """<View><Header value="$designer"/><Image name="image" value="$image"/>
 <PolygonLabels name="garment" toName="image"><Label value="dress"/><Label value="bag"/></PolygonLabels></View>"""
 
+REGION = {
+    "from_name": "garment",
+    "to_name": "image",
+    "type": "polygonlabels",
+    "original_width": 320,
+    "original_height": 240,
+    "value": {"points": [[10, 10], [60, 12], [40, 70]], "polygonlabels": ["dress"]},
+}
+
 
 def jpeg(i: int) -> bytes:
     buf = io.BytesIO()
@@ -93,16 +102,8 @@ def main() -> None:
         tasks = ls.json("GET", f"/api/tasks/?project={project.id}&page_size={args.images}&fields=all")[
             "tasks"
         ]
-        region = {
-            "from_name": "garment",
-            "to_name": "image",
-            "type": "polygonlabels",
-            "original_width": 320,
-            "original_height": 240,
-            "value": {"points": [[10, 10], [60, 12], [40, 70]], "polygonlabels": ["dress"]},
-        }
         with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda task: ls.sdk.annotations.create(id=task["id"], result=[region]), tasks))
+            list(pool.map(lambda task: ls.sdk.annotations.create(id=task["id"], result=[REGION]), tasks))
 
         loader = ImageLoader(
             max_pixels=10**8, max_bytes=10**8, timeout=30, cache=DiskCache(work / "cache", 0)
