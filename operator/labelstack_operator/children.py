@@ -13,8 +13,9 @@ of someone else's under a child's name is left untouched and reported as a
 :class:`Conflict`. The one exception is retained data: a PVC that a deleted
 stack of the same name left behind (no owner, this stack's labels) is its own.
 
-Children that are no longer rendered (a backend removed from the spec) are
-deleted when this stack owns them; data the retention policy keeps (PVCs
+Children that are no longer rendered (a backend removed from the spec, the
+embedded PostgreSQL's Deployment of older operators) are deleted, before the
+others are applied, when this stack owns them; data the retention policy keeps (PVCs
 without an owner reference) is never deleted here. A child the API server
 refuses for good (invalid, forbidden) does not hold back the others: they are
 applied, then the refusals are raised together.
@@ -40,6 +41,7 @@ from labelstack_operator.kube import (
     PVC,
     SERVICE,
     SERVICE_MONITOR,
+    STATEFUL_SET,
     Kind,
     Kube,
     KubeError,
@@ -49,7 +51,17 @@ from labelstack_operator.quantities import quantity
 from labelstack_operator.render import Manifest, Stack, is_data
 
 # The kinds build_children renders, listed once per reconcile to see what exists.
-CHILD_KINDS: tuple[Kind, ...] = (PVC, SERVICE, DEPLOYMENT, HPA, PDB, NETWORK_POLICY, INGRESS, CRON_JOB)
+CHILD_KINDS: tuple[Kind, ...] = (
+    PVC,
+    SERVICE,
+    DEPLOYMENT,
+    STATEFUL_SET,
+    HPA,
+    PDB,
+    NETWORK_POLICY,
+    INGRESS,
+    CRON_JOB,
+)
 # Kinds of other projects' CRDs, listed only for stacks that use them; a cluster may lack them.
 OPTIONAL_KINDS: tuple[Kind, ...] = (SERVICE_MONITOR,)
 
@@ -207,6 +219,14 @@ def sync_children(
     result.live = list_children(kube, stack, (*CHILD_KINDS, *optional), result.uninstalled)
     skipped = {(k.api_version, k.kind) for k in result.uninstalled}
     wanted = [with_hash(obj) for obj in desired if (obj["apiVersion"], obj["kind"]) not in skipped]
+    # Pruned first: a workload that changed kind (the embedded PostgreSQL's Deployment, now a
+    # StatefulSet of the same name) lets go of its volume before its successor asks for it.
+    wanted_keys = {key_of(obj) for obj in wanted}
+    for key, obj in list(result.live.items()):
+        if key not in wanted_keys and (controller_of(obj) or {}).get("uid") == stack.uid:
+            kube.delete(kind_of(obj), stack.namespace, key[1])
+            del result.live[key]
+            result.pruned.append(key)
     refused: list[tuple[Key, KubeError]] = []
     for obj in wanted:
         key = key_of(obj)
@@ -236,12 +256,6 @@ def sync_children(
             result.restored.append(key)
         else:
             result.created.append(key)
-    wanted_keys = {key_of(obj) for obj in wanted}
-    for key, obj in list(result.live.items()):
-        if key not in wanted_keys and (controller_of(obj) or {}).get("uid") == stack.uid:
-            kube.delete(kind_of(obj), stack.namespace, key[1])
-            del result.live[key]
-            result.pruned.append(key)
     if refused:
         raise RefusedChildren(result, refused)
     return result

@@ -7,8 +7,8 @@ Least privilege, derived from what the code calls (kube.py) and what kopf does:
   reference sets ``blockOwnerDeletion``, which clusters that enforce owner-reference
   permissions (OpenShift, ``OwnerReferencesPermissionEnforcement``) allow only with
   ``update`` on ``labelingstacks/finalizers``.
-* Children (Deployments, Services, PVCs, Ingresses, NetworkPolicies,
-  HorizontalPodAutoscalers, PodDisruptionBudgets): listed by label to see what
+* Children (Deployments, the embedded PostgreSQL's StatefulSet, Services, PVCs,
+  Ingresses, NetworkPolicies, HorizontalPodAutoscalers, PodDisruptionBudgets): listed by label to see what
   exists, read by name before one is created (is the name someone else's?),
   created or patched by server-side apply (an apply that creates needs
   ``create``), deleted when pruned.

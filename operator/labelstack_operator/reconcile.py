@@ -80,7 +80,7 @@ def forget(uid: str) -> None:
 
 
 def deployment_readiness(obj: Mapping[str, Any] | None) -> tuple[int, int]:
-    """(ready, wanted) pods of a Deployment, counting none ready while a rollout is unobserved.
+    """(ready, wanted) pods of a Deployment or StatefulSet, none ready while a rollout is unobserved.
 
     ``obj`` is the live object: with autoscaling the rendered one has no ``spec.replicas``,
     but the API server defaults it and the HPA sets it, so the live one does.

@@ -61,7 +61,7 @@ RESOURCES = {
         kind=kind.kind,
         namespaced=True,
         verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
-        subresources={"status"} if kind.kind in ("Deployment", c.KIND) else set(),
+        subresources={"status"} if kind.kind in ("Deployment", "StatefulSet", c.KIND) else set(),
         shortnames=set(c.SHORT_NAMES) if kind.kind == c.KIND else set(),
     )
     for kind in KINDS.values()

@@ -22,6 +22,7 @@ from tests.support.waiting import wait_for
 CHILD_PLURALS = frozenset(
     {
         "deployments",
+        "statefulsets",
         "services",
         "persistentvolumeclaims",
         "ingresses",
@@ -187,6 +188,7 @@ class StackDriver:
         found = set()
         for api, plural, kind in (
             ("apps/v1", "deployments", "Deployment"),
+            ("apps/v1", "statefulsets", "StatefulSet"),
             ("v1", "services", "Service"),
             ("v1", "persistentvolumeclaims", "PersistentVolumeClaim"),
             ("v1", "secrets", "Secret"),

@@ -28,9 +28,9 @@ from labelstack_operator.render.network import build_backends_network_policy, bu
 from labelstack_operator.render.postgres import (
     build_label_studio_disruption_budget,
     build_postgres_claim,
-    build_postgres_deployment,
     build_postgres_network_policy,
     build_postgres_service,
+    build_postgres_stateful_set,
 )
 from labelstack_operator.render.redis import build_redis_claim, build_redis_deployment, build_redis_service
 from labelstack_operator.render.scaling import build_backend_autoscaler, build_backend_disruption_budget
@@ -73,7 +73,7 @@ def build_children(stack: Stack) -> list[Manifest]:
         objs += [
             build_postgres_claim(stack),
             build_postgres_service(stack),
-            build_postgres_deployment(stack),
+            build_postgres_stateful_set(stack),
             build_postgres_network_policy(stack),
         ]
     objs += [

@@ -59,7 +59,7 @@ class Stack:
 
     @property
     def postgres_name(self) -> str:
-        """The embedded database's Deployment, Service, PVC ("-data") and password Secret."""
+        """The embedded database's StatefulSet, Service, PVC ("-data") and password Secret."""
         return f"{self.name}-postgres"
 
     @property

@@ -1,7 +1,11 @@
 """The embedded PostgreSQL: one pod on its own PVC, a generated password, reachable by Label Studio only.
 
-A Deployment with ``Recreate`` and a ReadWriteOnce PVC: one database pod at a time, the same
-guarantee a one-replica StatefulSet gives, with the kinds (and RBAC) the operator has already.
+A one-replica StatefulSet: at most one database pod at a time, even while a node is lost (a
+Deployment may start the replacement before the old pod is known to be gone). Its PVC is the
+operator's own child (``<stack>-postgres-data``), mounted by name rather than made from a
+``volumeClaimTemplates`` entry, so that it follows the retention policy like every other claim
+and the stacks an older operator rendered with a Deployment keep their data (the Deployment,
+no longer rendered, is pruned).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ def _ready_check() -> Manifest:
     return {"exec": {"command": ["pg_isready", "-h", "127.0.0.1", "-U", USER, "-d", NAME]}}
 
 
-def build_postgres_deployment(stack: Stack) -> Manifest:
+def build_postgres_stateful_set(stack: Stack) -> Manifest:
     db = stack.spec.label_studio.database.embedded
     container: Manifest = {
         "name": "postgres",
@@ -81,7 +85,20 @@ def build_postgres_deployment(stack: Stack) -> Manifest:
         security=parts.pod_security(UID, GID),
         extra={"terminationGracePeriodSeconds": 60},
     )
-    return parts.deployment(stack, stack.postgres_name, POSTGRES, replicas=1, pod=pod, recreate=True)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": metadata(stack, stack.postgres_name, POSTGRES),
+        "spec": {
+            "replicas": 1,
+            # The Service below governs it (a StatefulSet must name one).
+            "serviceName": stack.postgres_name,
+            "podManagementPolicy": "OrderedReady",
+            "updateStrategy": {"type": "RollingUpdate"},
+            "selector": {"matchLabels": stack.selector(POSTGRES)},
+            "template": {"metadata": {"labels": stack.labels(POSTGRES)}, "spec": pod},
+        },
+    }
 
 
 def build_postgres_service(stack: Stack) -> Manifest:

@@ -32,11 +32,18 @@ def test_the_entry_point_reconciles_its_namespace_only(kube_server: KubeServer, 
         kube_server.create(stacks.stack_body("garments", "watched"), c.PLURAL)
         kube_server.create(stacks.stack_body("garments", "elsewhere"), c.PLURAL)
         wait_for(
-            "the watched stack's Deployments",
-            # Label Studio, its PostgreSQL, Redis and the two backends.
-            lambda: len(kube_server.list("apps/v1", "deployments", "watched")) == 5,
+            "the watched stack's Deployments and StatefulSet",
+            # Label Studio, Redis and the two backends; its PostgreSQL.
+            lambda: (
+                (
+                    len(kube_server.list("apps/v1", "deployments", "watched")),
+                    len(kube_server.list("apps/v1", "statefulsets", "watched")),
+                )
+                == (4, 1)
+            ),
         )
         assert kube_server.list("apps/v1", "deployments", "elsewhere") == []
+        assert kube_server.list("apps/v1", "statefulsets", "elsewhere") == []
         # The status is written after the last child, not with the Deployments.
         status = wait_for(
             "the watched stack's status",

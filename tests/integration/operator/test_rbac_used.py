@@ -61,6 +61,7 @@ def test_every_call_of_a_full_reconcile_is_granted_by_the_charts_default_role(ku
     used = permissions(kube_server.operator_requests())
     assert ("labelstack.dev", "labelingstacks/finalizers", "update") in used
     assert {verb for _, resource, verb in used if resource == "deployments"} >= {"list", "patch", "delete"}
+    assert {verb for _, resource, verb in used if resource == "statefulsets"} >= {"list", "patch"}
     assert ("", "secrets", "get") in used and ("", "secrets", "create") in used
     assert ("monitoring.coreos.com", "servicemonitors", "patch") in used
     denied = sorted(p for p in used if not granted(role["rules"], p))

@@ -35,7 +35,9 @@ def by_key(objs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def pod(objs: list[dict[str, Any]], name: str) -> dict[str, Any]:
-    return by_key(objs)[("Deployment", name)]["spec"]["template"]["spec"]
+    keyed = by_key(objs)
+    workload = keyed.get(("Deployment", name)) or keyed[("StatefulSet", name)]
+    return workload["spec"]["template"]["spec"]
 
 
 def container(objs: list[dict[str, Any]], name: str) -> dict[str, Any]:
@@ -108,7 +110,7 @@ def test_minimal_spec_renders_label_studio_and_redis_only():
         # The embedded PostgreSQL (its password Secret is generated at reconcile).
         ("PersistentVolumeClaim", "garments-postgres-data"),
         ("Service", "garments-postgres"),
-        ("Deployment", "garments-postgres"),
+        ("StatefulSet", "garments-postgres"),
         ("NetworkPolicy", "garments-postgres"),
         ("Secret", "garments-label-studio-admin"),
         ("Secret", "garments-redis"),
