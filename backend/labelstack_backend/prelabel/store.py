@@ -8,12 +8,11 @@ which the kernel drops when the process holding it dies.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,7 +20,7 @@ from typing import Any, Protocol
 import redis
 
 from labelstack_backend.coordination.link import RedisLink
-from labelstack_backend.diskspace import storage_errors
+from labelstack_backend.diskspace import file_lock, storage_errors
 from labelstack_backend.prelabel.progress import Progress
 from labelstack_backend.registry.store import atomic_write, safe_name
 from labelstack_backend.settings import Settings
@@ -57,17 +56,6 @@ class FileProgressStore:
     def _path(self, project: str) -> Path:
         return self.root / f"{safe_name(project)}.json"
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / ".state.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-
     def get(self, project: str) -> Progress:
         try:
             return _parse(project, self._path(project).read_text())
@@ -75,7 +63,7 @@ class FileProgressStore:
             return Progress(project)
 
     def update(self, project: str, change: Callable[[Progress], Progress]) -> Progress:
-        with storage_errors(self.root), self._locked():
+        with storage_errors(self.root), file_lock(self.root / ".state.lock"):
             new = replace(change(self.get(project)), updated_at=time.time())
             atomic_write(self._path(project), json.dumps(new.to_json()))
             return new

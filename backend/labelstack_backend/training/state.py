@@ -13,13 +13,13 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from labelstack_backend.diskspace import storage_errors
+from labelstack_backend.diskspace import file_lock, storage_errors
 from labelstack_backend.registry.store import atomic_write, safe_name
 
 
@@ -115,17 +115,6 @@ class FileJobStore:
     def _path(self, project: str) -> Path:
         return self.root / "projects" / safe_name(project) / "job.json"
 
-    @contextlib.contextmanager
-    def _locked(self, name: str) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / name, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-
     def get(self, project: str) -> JobState:
         try:
             return JobState.from_json(json.loads(self._path(project).read_text()))
@@ -135,7 +124,7 @@ class FileJobStore:
     def update(self, project: str, change: Callable[[JobState], JobState]) -> JobState:
         """Raises InsufficientStorage (507) when MODEL_DIR is full or read-only; the state is
         then unchanged and no temporary file is left."""
-        with storage_errors(self.root), self._locked(".jobs.lock"):
+        with storage_errors(self.root), file_lock(self.root / ".jobs.lock"):
             new = replace(change(self.get(project)), updated_at=time.time())
             atomic_write(self._path(project), json.dumps(new.to_json(), sort_keys=True))
             return new
