@@ -70,6 +70,13 @@ label_studio() {
   stage_done "$venv"
 }
 
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  quietly $sudo apt-get update -qq
+  quietly $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
 system() {
   local missing=()
   command -v redis-server >/dev/null || missing+=(redis-server)
@@ -78,10 +85,20 @@ system() {
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   [ ${#missing[@]} -eq 0 ] && return
   stage system "Debian packages for the tests: ${missing[*]}; a few hundred MB, under a minute"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  quietly $sudo apt-get update -qq
-  quietly $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  apt_install "${missing[@]}"
+  stage_done
+}
+
+# buildah builds and runs the images without a daemon (the container tests); debootstrap makes
+# their base where none can be pulled (scripts/images.sh).
+containers() {
+  local missing=()
+  command -v buildah >/dev/null || missing+=(buildah)
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
+  [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
+  [ ${#missing[@]} -eq 0 ] && return
+  stage containers "Debian packages to build and run the images: ${missing[*]}; about 60 MB, under a minute"
+  apt_install "${missing[@]}"
   stage_done
 }
 
@@ -123,6 +140,7 @@ for what in "$@"; do
     label-studio) label_studio ;;
     system) system ;;
     helm) helm_bin ;;
+    containers) containers ;;
     *) echo "unknown target: $what" >&2; exit 2 ;;
   esac
 done
