@@ -1,11 +1,14 @@
 # The two fresh-machine commands:
 #   make up     a local stack: Label Studio + both backends, wired, with sample images
 #   make test   everything CI checks: lint, import layers, types and the whole test suite
+#               (with the two images built and run as containers, where buildah is installed)
+#   make images          the operator and backend images (scripts/images.sh: Docker, podman or buildah)
+#   make container-test  build them with buildah, start them as containers and test them
 VENV := .venvs/backend
 BIN := $(VENV)/bin
 export LABELSTACK_LS_VENV := $(CURDIR)/.venvs/label-studio
 
-.PHONY: up down status test lint typecheck pytest bootstrap manifests
+.PHONY: up down status test lint typecheck pytest bootstrap manifests images test-images container-test
 
 bootstrap:
 	@scripts/bootstrap.sh backend label-studio
@@ -28,9 +31,20 @@ lint: bootstrap
 typecheck: bootstrap
 	$(BIN)/mypy
 
-pytest: bootstrap
+pytest: bootstrap test-images
 	scripts/bootstrap.sh system helm
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+images:
+	@scripts/images.sh $(IMAGES)
+
+# The container tests run the images with buildah, so they are built with buildah here.
+test-images:
+	scripts/bootstrap.sh containers
+	LABELSTACK_BUILDER=buildah scripts/images.sh
+
+container-test: bootstrap test-images
+	$(BIN)/pytest tests/container
 
 test: lint typecheck pytest
 

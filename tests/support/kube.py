@@ -45,6 +45,8 @@ from kmock._internal import enums, rendering
 
 from labelstack_operator import constants as c
 from labelstack_operator.kube import KINDS
+from tests.support import stacks
+from tests.support.waiting import wait_for
 
 T = TypeVar("T")
 
@@ -511,3 +513,40 @@ def granted(rules: list[dict[str, Any]], permission: Permission) -> bool:
         and verb in rule.get("verbs", [])
         for rule in rules
     )
+
+
+def reconciles_only_watched(
+    kube: KubeServer, name: str = "garments", timeout: float = 60.0
+) -> dict[str, Any]:
+    """The same stack in the namespaces ``watched`` and ``elsewhere``, for an operator that
+    watches ``watched`` only: waits for that stack's children (Label Studio, Redis and the two
+    backends; its PostgreSQL) and then its status, checks that ``elsewhere`` got nothing, and
+    returns the status."""
+    kube.create(stacks.stack_body(name, "watched"), c.PLURAL)
+    kube.create(stacks.stack_body(name, "elsewhere"), c.PLURAL)
+    wait_for(
+        "the watched stack's Deployments and StatefulSet",
+        lambda: (
+            (
+                len(kube.list("apps/v1", "deployments", "watched")),
+                len(kube.list("apps/v1", "statefulsets", "watched")),
+            )
+            == (4, 1)
+        ),
+        timeout,
+    )
+    assert kube.list("apps/v1", "deployments", "elsewhere") == []
+    assert kube.list("apps/v1", "statefulsets", "elsewhere") == []
+    # The status is written after the last child, not with the Deployments.
+    status: dict[str, Any] = wait_for(
+        "the watched stack's status",
+        lambda: (kube.get(c.API_VERSION, c.PLURAL, "watched", name) or {}).get("status"),
+        timeout,
+    )
+    assert {x["type"] for x in status["conditions"]} == {
+        "Ready",
+        "LabelStudioReady",
+        "BackendsReady",
+        "Wired",
+    }
+    return status

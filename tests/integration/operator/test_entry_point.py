@@ -10,10 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from labelstack_operator import constants as c
-from tests.support import stacks
-from tests.support.kube import KubeServer
-from tests.support.waiting import wait_for
+from tests.support.kube import KubeServer, reconciles_only_watched
 
 pytestmark = pytest.mark.integration
 
@@ -29,32 +26,7 @@ def test_the_entry_point_reconciles_its_namespace_only(kube_server: KubeServer, 
             stderr=subprocess.STDOUT,
         )
     try:
-        kube_server.create(stacks.stack_body("garments", "watched"), c.PLURAL)
-        kube_server.create(stacks.stack_body("garments", "elsewhere"), c.PLURAL)
-        wait_for(
-            "the watched stack's Deployments and StatefulSet",
-            # Label Studio, Redis and the two backends; its PostgreSQL.
-            lambda: (
-                (
-                    len(kube_server.list("apps/v1", "deployments", "watched")),
-                    len(kube_server.list("apps/v1", "statefulsets", "watched")),
-                )
-                == (4, 1)
-            ),
-        )
-        assert kube_server.list("apps/v1", "deployments", "elsewhere") == []
-        assert kube_server.list("apps/v1", "statefulsets", "elsewhere") == []
-        # The status is written after the last child, not with the Deployments.
-        status = wait_for(
-            "the watched stack's status",
-            lambda: (kube_server.get(c.API_VERSION, c.PLURAL, "watched", "garments") or {}).get("status"),
-        )
-        assert {x["type"] for x in status["conditions"]} == {
-            "Ready",
-            "LabelStudioReady",
-            "BackendsReady",
-            "Wired",
-        }
+        reconciles_only_watched(kube_server)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

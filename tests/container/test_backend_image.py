@@ -1,0 +1,175 @@
+"""The backend image as a cluster runs it: its own entry point and non-root user, MODEL_DIR on a
+mounted volume, images from loopback, both predictors, and a trained version that outlives the
+container."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from labelstack_backend import rle
+from labelstack_common import contract
+from labelstack_tools.localstack.ports import free_port
+from tests.support import containers
+from tests.support.backend import BackendServer, serving, training_ended, versions, wait_until_ready
+from tests.support.fixtures import FileServer
+from tests.support.projects import DEMO_SHAPES_CONFIG, shapes_project
+from tests.support.sam import CONFIG as SAM_CONFIG
+from tests.support.sam import keypoint, write_image
+
+pytestmark = [pytest.mark.container, pytest.mark.slow]
+
+USER = f"{contract.UID}:{contract.GID}"
+
+
+@contextmanager
+def backend_container(
+    image: str, models: Path, log_dir: Path, env: Mapping[str, str]
+) -> Iterator[BackendServer]:
+    """A new container of the image, started by its entry point with ``/models`` on ``models``;
+    stopped with SIGTERM, and gone, on exit (a pod's restart is a new container)."""
+    port = free_port()
+    with containers.container(image) as ctr:
+        running = ctr.start(
+            log_dir / f"backend-{port}.log",
+            env={"PORT": str(port), "HOST": "127.0.0.1", "WORKERS": "1", **env},
+            volumes={models: "/models"},
+        )
+        server = BackendServer(f"http://127.0.0.1:{port}", running.proc, running.log_path, dict(env))
+        try:
+            wait_until_ready(server, timeout=240)
+            yield server
+        finally:
+            code = containers.stop(running)
+            assert code == 0, f"gunicorn ended with {code} on SIGTERM:\n{running.log()[-3000:]}"
+            assert "Traceback" not in running.log(), running.log()[-3000:]
+
+
+def predict(
+    server: BackendServer, image_url: str, label_config: str, context: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """One task's ``/predict``, as Label Studio sends it; the answer's predictions."""
+    body = {
+        "tasks": [{"id": 1, "data": {"image": image_url}}],
+        "project": "1.1700000000",
+        "label_config": label_config,
+        "params": {"context": context},
+    }
+    answer = requests.post(f"{server.url}/predict", json=body, timeout=120)
+    assert answer.status_code == 200, answer.text
+    results: list[dict[str, Any]] = answer.json()["results"]
+    return results
+
+
+def test_the_image_runs_as_its_own_user_and_carries_only_the_data_plane(backend_image: str) -> None:
+    cfg = containers.config(backend_image)
+    assert cfg.user == USER
+    assert cfg.entrypoint[0] == "gunicorn" and cfg.cmd, cfg
+    assert cfg.env["MODEL_DIR"] == "/models" and "9090/tcp" in cfg.exposed
+    assert cfg.healthcheck[:2] == ("CMD", "python"), "Docker format keeps the HEALTHCHECK"
+    with containers.container(backend_image) as ctr:
+        probe = ctr.exec(
+            [
+                "python",
+                "-c",
+                "import os, importlib.util as u; print(os.getuid(), os.getgid(), "
+                "u.find_spec('labelstack_backend') is not None, u.find_spec('labelstack_operator'), "
+                "u.find_spec('labelstack_tools'), u.find_spec('kopf'), u.find_spec('pip'))",
+            ]
+        )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == ["10001", "10001", "True", "None", "None", "None", "None"]
+
+
+def test_the_cuda_flavour_has_its_libraries_and_answers_without_a_gpu(backend_image: str) -> None:
+    script = (
+        "import ctypes, json, torch;"
+        "libs = ['libcudart.so.13', 'libcublas.so.13', 'libcudnn.so.9'];"
+        "import nvidia, pathlib;"
+        "root = pathlib.Path(nvidia.__path__[0]);"
+        "found = {n: [str(p) for p in root.rglob(n)] for n in libs};"
+        "[ctypes.CDLL(p[0]) for p in found.values() if p];"
+        "print(json.dumps({'cuda': torch.version.cuda, 'available': torch.cuda.is_available(), "
+        "'found': {n: bool(p) for n, p in found.items()}}))"
+    )
+    with containers.container(backend_image) as ctr:
+        done = ctr.exec(["python", "-c", script])
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["cuda"].startswith("13.") and answer["available"] is False
+    assert answer["found"] == {"libcudart.so.13": True, "libcublas.so.13": True, "libcudnn.so.9": True}
+
+
+def test_segmentation_answers_health_predict_and_its_own_healthcheck(
+    backend_image: str, tmp_path: Path, file_server: FileServer
+) -> None:
+    models = containers.owned_by(tmp_path / "models", USER)
+    write_image(file_server.root / "look.jpg", (160, 128))
+    env = {"LABELSTACK_DEMO_MODEL": "1", "LABELSTACK_SCORE_THRESHOLD": "0.0", "LABELSTACK_IMGSZ": "160"}
+    with backend_container(backend_image, models, tmp_path, env) as server:
+        health = requests.get(f"{server.url}/health", timeout=5).json()
+        assert health["status"] == "UP" and health["model_class"] == "segmentation"
+        (prediction,) = predict(server, f"{file_server.url}/look.jpg", DEMO_SHAPES_CONFIG)
+        assert prediction["result"], "threshold 0: the random model finds something"
+        assert {(r["original_width"], r["original_height"]) for r in prediction["result"]} == {(160, 128)}
+        # The image's HEALTHCHECK command, run beside the server as Docker would run it.
+        check = containers.config(backend_image).healthcheck[1:]
+        with containers.container(backend_image) as beside:
+            probe = beside.exec(list(check), env={"PORT": server.url.rsplit(":", 1)[1]})
+        assert probe.returncode == 0, probe.stdout + probe.stderr
+
+
+def test_sam_answers_a_click_on_a_loopback_image(
+    backend_image: str, tmp_path: Path, file_server: FileServer
+) -> None:
+    models = containers.owned_by(tmp_path / "models", USER)
+    write_image(file_server.root / "click.jpg", (96, 64))
+    env = {"LABELSTACK_PREDICTOR": "sam", "LABELSTACK_SAM_MODEL_TYPE": "tiny", "LABELSTACK_DEMO_MODEL": "1"}
+    with backend_container(backend_image, models, tmp_path, env) as server:
+        context = {"result": [keypoint(40, 45, 96, 64)]}
+        (prediction,) = predict(server, f"{file_server.url}/click.jpg", SAM_CONFIG, context)
+        (region,) = prediction["result"]
+        assert region["type"] == "brushlabels" and region["value"]["brushlabels"] == ["Shirt"]
+        mask = rle.decode(region["value"]["rle"], 64, 96)
+        assert mask.shape == (64, 96) and mask.any()
+
+
+def test_a_version_trained_in_the_container_outlives_it(
+    backend_image: str, label_studio, tmp_path: Path
+) -> None:
+    made = shapes_project(label_studio, [(160, 128), (128, 160), (160, 160)], DEMO_SHAPES_CONFIG)
+    project = made.project
+    models = containers.owned_by(tmp_path / "models", USER)
+    env = {
+        "LABELSTACK_DEMO_MODEL": "1",
+        "LABEL_STUDIO_URL": label_studio.url,
+        "LABEL_STUDIO_API_KEY": label_studio.token,
+        "LABELSTACK_TRAIN_EPOCHS": "1",
+        "LABELSTACK_TRAIN_IMGSZ": "96",
+        "LABELSTACK_TRAIN_BATCH": "4",
+        "LABELSTACK_TRAIN_EXTRA": json.dumps({"mosaic": 0.0, "warmup_epochs": 0}),
+    }
+    with backend_container(backend_image, models, tmp_path, env) as server:
+        ml = label_studio.client.sdk.ml.create(project=project.id, url=server.url, title="segmentation")
+        assert label_studio.client.sdk.ml.get(id=ml.id).state == "CO"
+        for task, scene in zip(made.tasks, made.scenes, strict=True):
+            label_studio.client.sdk.annotations.create(
+                id=task["id"], result=scene.polygon_regions(), was_cancelled=False
+            )
+        label_studio.client.sdk.ml.train(id=ml.id)
+        job = training_ended(server.url, project.id, timeout=300)
+        assert job["status"] == "done", job
+        trained = job["version"]
+        serving(server.url, project.id, trained)
+        label_studio.client.sdk.ml.delete(id=ml.id)
+
+    # A new container (a restarted pod) on the same volume serves the trained version.
+    with backend_container(backend_image, models, tmp_path, env) as again:
+        info = versions(again.url, project.id)
+        assert info["model_version"] == trained and trained in info["versions"]
