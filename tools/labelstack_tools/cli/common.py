@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
+import requests
 from rich.console import Console
 
 from labelstack_backend.settings import Settings
@@ -37,6 +39,52 @@ def add_label_studio_options(parser: argparse.ArgumentParser) -> None:
         help="API token, legacy or personal access token (default: $LABEL_STUDIO_API_KEY)",
     )
     group.add_argument("--project", required=True, help="project id, or its exact title")
+
+
+DEFAULT_BACKEND = "http://127.0.0.1:9090"  # the local stack's segmentation backend
+
+
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """Where the segmentation backend answers, and its basic auth (as the backend reads them)."""
+    group = parser.add_argument_group("backend")
+    group.add_argument(
+        "--backend",
+        default=os.environ.get("LABELSTACK_BACKEND_URL", DEFAULT_BACKEND),
+        help=f"the segmentation backend's URL (default: $LABELSTACK_BACKEND_URL or {DEFAULT_BACKEND})",
+    )
+    group.add_argument(
+        "--user",
+        default=os.environ.get(Env.BASIC_AUTH_USER, ""),
+        help="basic auth (default: $BASIC_AUTH_USER)",
+    )
+    group.add_argument(
+        "--password",
+        default=os.environ.get(Env.BASIC_AUTH_PASS, ""),
+        help="basic auth (default: $BASIC_AUTH_PASS)",
+    )
+
+
+def call_backend(
+    args: argparse.Namespace, method: str, path: str, *, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One call to the backend's API (``body`` is the query of a GET, the JSON of the rest): its
+    JSON answer, or a :class:`CommandError` with the backend's reason."""
+    url = args.backend.rstrip("/") + path
+    auth = (args.user, args.password) if args.user else None
+    query, payload = (body, None) if method == "GET" else (None, body)
+    try:
+        resp = requests.request(method, url, params=query, json=payload, auth=auth, timeout=30)
+    except requests.RequestException as exc:
+        raise CommandError(
+            f"the backend does not answer at {args.backend}: {type(exc).__name__} (pass --backend)"
+        ) from None
+    try:
+        data: dict[str, Any] = resp.json()
+    except ValueError:
+        data = {"error": resp.text[:200]}
+    if resp.status_code >= 400:
+        raise CommandError(f"the backend answered {resp.status_code}: {data.get('error') or data}")
+    return data
 
 
 def label_studio(args: argparse.Namespace) -> LabelStudioClient:

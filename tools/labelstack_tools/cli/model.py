@@ -5,15 +5,11 @@ Redis, every replica (the backend's ``/versions/promote`` and ``/versions/rollba
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
-import requests
-
-from labelstack_tools.cli.common import CommandError, answer
+from labelstack_tools.cli.common import add_backend_options, answer, call_backend
 
 HELP = "list a project's trained versions, promote one, or roll back"
-DEFAULT_BACKEND = "http://127.0.0.1:9090"  # the local stack's segmentation backend
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,39 +24,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         a.add_argument("--project", required=True, help="Label Studio project id")
         if name != "list":
             a.add_argument("--version", required=name == "promote", help="a version name (see `model list`)")
-        a.add_argument(
-            "--backend",
-            default=os.environ.get("LABELSTACK_BACKEND_URL", DEFAULT_BACKEND),
-            help=f"the segmentation backend's URL (default: $LABELSTACK_BACKEND_URL or {DEFAULT_BACKEND})",
-        )
-        a.add_argument(
-            "--user",
-            default=os.environ.get("BASIC_AUTH_USER", ""),
-            help="basic auth (default: $BASIC_AUTH_USER)",
-        )
-        a.add_argument(
-            "--password",
-            default=os.environ.get("BASIC_AUTH_PASS", ""),
-            help="basic auth (default: $BASIC_AUTH_PASS)",
-        )
+        add_backend_options(a)
         a.set_defaults(run=run)
-
-
-def call(args: argparse.Namespace, method: str, path: str, **body: Any) -> dict[str, Any]:
-    auth = (args.user, args.password) if args.user else None
-    url = args.backend.rstrip("/") + path
-    try:
-        query, payload = (body, None) if method == "GET" else (None, body)
-        resp = requests.request(method, url, params=query, json=payload, auth=auth, timeout=30)
-    except requests.RequestException as exc:
-        raise CommandError(f"cannot reach the backend at {args.backend}: {exc} (pass --backend)") from None
-    try:
-        data: dict[str, Any] = resp.json()
-    except ValueError:
-        data = {"error": resp.text[:200]}
-    if resp.status_code >= 400:
-        raise CommandError(f"{resp.status_code}: {data.get('error') or data}")
-    return data
 
 
 def score(version: dict[str, Any], target: str, field: str) -> str:
@@ -91,12 +56,12 @@ def lines(info: dict[str, Any]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "list":
-        info = call(args, "GET", "/versions", project=args.project)
+        info = call_backend(args, "GET", "/versions", body={"project": args.project})
         for line in lines(info):
             answer.print(line, markup=False)
         return 0
     body = {"project": args.project, **({"version": args.version} if args.version else {})}
-    done = call(args, "POST", f"/versions/{args.action}", **body)
+    done = call_backend(args, "POST", f"/versions/{args.action}", body=body)
     was = done.get("was") or "the base model"
     answer.print(f"project {args.project} serves {done['serving']} (was {was})", markup=False)
     return 0

@@ -5,59 +5,28 @@ for it and follows ``GET /prelabel``, so stopping the command never stops the jo
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from typing import Any
 
-import requests
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from labelstack_common.errors import LabelStackError
-from labelstack_tools.cli.common import console
+from labelstack_tools.cli.common import add_backend_options, call_backend, console
 
 HELP = "pre-label every task of a project that lacks a prediction of the serving model version"
-DEFAULT_BACKEND = "http://127.0.0.1:9090"  # the local stack's segmentation backend
 ENDED = ("done", "failed")
-
-
-class PrelabelFailed(LabelStackError):
-    """The backend refused the job or cannot be reached."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("prelabel", help=HELP, description=HELP + ", in the backend's GPU-sized batches.")
     p.add_argument("--project", required=True, help="the Label Studio project id")
-    p.add_argument(
-        "--backend",
-        default=os.environ.get("LABELSTACK_BACKEND_URL", DEFAULT_BACKEND),
-        help=f"the segmentation backend's URL (LABELSTACK_BACKEND_URL; default {DEFAULT_BACKEND})",
-    )
+    add_backend_options(p)
     p.add_argument("--no-wait", action="store_true", help="start the job and return")
     p.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
     p.set_defaults(run=run)
 
 
-def _auth() -> tuple[str, str] | None:
-    user, password = os.environ.get("BASIC_AUTH_USER"), os.environ.get("BASIC_AUTH_PASS")
-    return (user, password) if user and password else None
-
-
-def _call(method: str, url: str) -> dict[str, Any]:
-    try:
-        resp = requests.request(method, url, auth=_auth(), timeout=30)
-    except requests.RequestException as exc:
-        raise PrelabelFailed(f"the backend does not answer at {url}: {type(exc).__name__}") from None
-    body: dict[str, Any] = (
-        resp.json() if resp.headers.get("Content-Type", "").startswith("application/json") else {}
-    )
-    if resp.status_code >= 400:
-        raise PrelabelFailed(f"the backend answered {resp.status_code}: {body.get('error', resp.text[:200])}")
-    return body
-
-
 def run(args: argparse.Namespace) -> int:
-    base = args.backend.rstrip("/")
-    started = _call("POST", f"{base}/prelabel?project={args.project}")
+    path = f"/prelabel?project={args.project}"
+    started = call_backend(args, "POST", path)
     verb = "started" if started.get("status") == "started" else "already running; following it"
     console.print(f"pre-labeling project {args.project}: {verb}")
     if args.no_wait:
@@ -80,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             if run_state["status"] in ENDED and not run_state["pending"]:
                 break
             time.sleep(args.interval)
-            run_state = _call("GET", f"{base}/prelabel?project={args.project}")["prelabel"]
+            run_state = call_backend(args, "GET", path)["prelabel"]
     took = (run_state.get("finished_at") or time.time()) - (run_state.get("started_at") or time.time())
     console.print(
         f"project {args.project}: {run_state['done']}/{run_state['total']} tasks hold "
