@@ -110,3 +110,40 @@ def file_lock(path: Path) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+class FileLease:
+    """An flock held on an open file: it lives as long as this process holds the descriptor, and
+    the kernel drops it when the process dies, so a crashed holder cannot keep it."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def renew(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def try_flock(path: Path, note: str = "") -> FileLease | None:
+    """An exclusive flock on ``path`` (created, with its folder, if missing) without waiting, or
+    None while another process holds it. ``note`` (who holds it) is written into the file for
+    whoever looks; the flock is the lock, so a full disk that refuses the note does not refuse
+    the lock. Raises InsufficientStorage when the file cannot even be created."""
+    with storage_errors(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    if note:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.write(fd, note.encode())
+    return FileLease(fd)

@@ -8,24 +8,20 @@ which the kernel drops when the process holding it dies.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import redis
-
 from labelstack_backend.coordination.link import RedisLink
-from labelstack_backend.diskspace import file_lock, storage_errors
+from labelstack_backend.coordination.records import RedisRecords
+from labelstack_backend.diskspace import file_lock, storage_errors, try_flock
 from labelstack_backend.prelabel.progress import Progress
 from labelstack_backend.registry.store import atomic_write, safe_name
 from labelstack_backend.settings import Settings
-from labelstack_backend.training.redis_store import RedisLease
-from labelstack_backend.training.state import TrainingLease, _FileLease
+from labelstack_backend.training.state import TrainingLease
 
 Lease = TrainingLease  # renew() -> still ours; release()
 
@@ -74,56 +70,19 @@ class FileProgressStore:
         return [self.get(p.stem) for p in sorted(self.root.glob("*.json"))]
 
     def try_lock(self, project: str, owner: str, ttl: float) -> Lease | None:
-        with storage_errors(self.root):
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.root / f"{safe_name(project)}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        return _FileLease(fd)
+        return try_flock(self.root / f"{safe_name(project)}.lock")
 
 
-class RedisProgressStore:
+class RedisProgressStore(RedisRecords[Progress]):
     def __init__(self, link: RedisLink) -> None:
-        self.link = link
-        self._index = link.key("prelabels")
-
-    def _key(self, project: str) -> str:
-        return self.link.key("prelabel", project)
-
-    def get(self, project: str) -> Progress:
-        return _parse(project, self.link.run("prelabel get", lambda r: r.get(self._key(project))))
-
-    def update(self, project: str, change: Callable[[Progress], Progress]) -> Progress:
-        key = self._key(project)
-        out: list[Progress] = []
-
-        def transaction(pipe: redis.client.Pipeline) -> None:
-            new = replace(change(_parse(project, pipe.get(key))), updated_at=time.time())
-            pipe.multi()
-            pipe.set(key, json.dumps(new.to_json()))
-            pipe.sadd(self._index, project)
-            out[:] = [new]
-
-        self.link.run("prelabel update", lambda r: r.transaction(transaction, key))
-        return out[0]
-
-    def all(self) -> list[Progress]:
-        def read(r: redis.Redis) -> list[Progress]:
-            projects = sorted(p.decode() if isinstance(p, bytes) else str(p) for p in r.smembers(self._index))
-            values = r.mget([self._key(p) for p in projects]) if projects else []
-            return [_parse(p, v) for p, v in zip(projects, values, strict=True)]
-
-        return self.link.run("prelabel list", read)
-
-    def try_lock(self, project: str, owner: str, ttl: float) -> Lease | None:
-        key = self.link.key("prelabel-lock", project)
-        taken = self.link.run(
-            "prelabel lock", lambda r: r.set(key, owner, nx=True, px=max(1, int(ttl * 1000)))
+        super().__init__(
+            link,
+            record="prelabel",
+            index="prelabels",
+            lock="prelabel-lock",
+            from_json=Progress.from_json,
+            empty=Progress,
         )
-        return RedisLease(self.link, key, owner, ttl) if taken else None
 
 
 def open_store(settings: Settings, link: RedisLink | None) -> ProgressStore:

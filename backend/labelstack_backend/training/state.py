@@ -8,10 +8,7 @@ training subprocess), so it lives outside any one of them: in files under
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -19,7 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from labelstack_backend.diskspace import file_lock, storage_errors
+from labelstack_backend.diskspace import file_lock, storage_errors, try_flock
 from labelstack_backend.registry.store import atomic_write, safe_name
 
 
@@ -88,20 +85,6 @@ class JobStore(Protocol):
         """Whether a live job holds the training lock ``project`` trains under."""
 
 
-class _FileLease:
-    def __init__(self, fd: int) -> None:
-        self._fd: int | None = fd
-
-    def renew(self) -> bool:
-        return self._fd is not None  # an flock lives as long as the process holds the fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
 class FileJobStore:
     """Job state as JSON files, guarded by ``flock`` so several processes can share it.
 
@@ -137,20 +120,7 @@ class FileJobStore:
 
     def try_lock(self, project: str, owner: str, ttl: float) -> TrainingLease | None:
         # One lock for the whole MODEL_DIR: on one machine, trainings take turns on its GPU.
-        with storage_errors(self.root):
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.root / ".train.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        # The owner is only a note for whoever looks at the file: the flock is the lock, so a
-        # full disk that refuses the note must not refuse the lock.
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-            os.write(fd, owner.encode())
-        return _FileLease(fd)
+        return try_flock(self.root / ".train.lock", owner)
 
     def lock_held(self, project: str) -> bool:
         lease = self.try_lock(project, "", 0)
