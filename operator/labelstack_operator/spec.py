@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from labelstack_common import ssrf
-from labelstack_common.contract import PredictorKind, Runtime, SamModelType
+from labelstack_common.contract import PredictorKind, PromotePolicy, Runtime, SamModelType
 from labelstack_common.errors import LabelStackError
 from labelstack_operator import defaults
 from labelstack_operator.quantities import QUANTITY, quantity
@@ -505,11 +505,21 @@ class Backend(_Model):
     """Extra environment (LABELSTACK_TRAIN_EVERY, WORKERS...); replaces ours by name."""
     score_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     """Minimum confidence of a predicted region (LABELSTACK_SCORE_THRESHOLD)."""
+    promote: PromotePolicy | None = None
+    """Whether a newly trained version serves (type segmentation only; LABELSTACK_PROMOTE):
+    if-better (it scores higher on the held-out split), always, or manual (labelstack model
+    promote); empty: the backend's default, if-better."""
     model_storage: ModelStorage = Field(default_factory=ModelStorage)
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
     """A HorizontalPodAutoscaler on CPU and/or a per-pod metric."""
     disruption_budget: DisruptionBudget = Field(default_factory=DisruptionBudget)
     """Keep all but one pod through voluntary disruptions (node drains, upgrades)."""
+
+    @model_validator(mode="after")
+    def _promote_trains(self) -> Self:
+        if self.promote is not None and self.type is not BackendType.SEGMENTATION:
+            raise ValueError(f"backend {self.name}: promote applies to segmentation backends, which train")
+        return self
 
     @model_validator(mode="after")
     def _scale_out(self) -> Self:

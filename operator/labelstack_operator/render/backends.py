@@ -59,6 +59,8 @@ def get_backend_env(stack: Stack, backend: Backend) -> list[Manifest]:
         env.append(parts.env_value(Env.SEG_WEIGHTS, weights))
     if backend.score_threshold is not None:
         env.append(parts.env_value(Env.SCORE_THRESHOLD, str(backend.score_threshold)))
+    if backend.promote is not None:  # the backend's default (if-better) otherwise
+        env.append(parts.env_value(Env.PROMOTE, backend.promote.value))
     if backend.runtime is not Runtime.AUTO:  # the backend's default otherwise
         env.append(parts.env_value(Env.RUNTIME, backend.runtime.value))
     env += get_redis_env(stack, backend) + get_model_store_env(backend)
