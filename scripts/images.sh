@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' charts/labelstack/Chart.yaml)
-LOCAL_BASE=localhost/labelstack/debian-python:bookworm
+LOCAL_BASE=${LABELSTACK_LOCAL_BASE:-localhost/labelstack/debian-python:bookworm}
 log() { printf 'images: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
@@ -92,9 +92,10 @@ make_local_base() {
   fi
   command -v debootstrap >/dev/null || die "no debootstrap to make the local base (scripts/bootstrap.sh containers)"
   [[ $(id -u) == 0 ]] || die "debootstrap needs root to make the local base"
-  local root
-  root=$(mktemp -d)
-  trap 'rm -rf "$root"' RETURN
+  # Removed on any exit (a RETURN trap would outlive this function and fire in others).
+  BASE_WORK=$(mktemp -d)
+  trap 'rm -rf "$BASE_WORK"' EXIT
+  local root=$BASE_WORK
   log "making $LOCAL_BASE with debootstrap (Debian bookworm, Python 3.11)"
   debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
     bookworm "$root/fs" "$(apt_mirror)" >"$root/debootstrap.log" 2>&1 \
@@ -114,6 +115,7 @@ make_local_base() {
       buildah commit --quiet --rm "$ctr" "$LOCAL_BASE" >/dev/null
       ;;
   esac
+  rm -rf "$root"
 }
 
 # Build arguments and mounts that hand pip's local indexes to the build (podman, buildah).
