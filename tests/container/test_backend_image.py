@@ -5,8 +5,9 @@ container."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,39 +17,91 @@ import requests
 from labelstack_backend import rle
 from labelstack_common import contract
 from labelstack_tools.localstack.ports import free_port
-from tests.support import containers
+from tests.support import containers, stacks
 from tests.support.backend import BackendServer, serving, training_ended, versions, wait_until_ready
 from tests.support.fixtures import FileServer
 from tests.support.projects import DEMO_SHAPES_CONFIG, shapes_project
 from tests.support.sam import CONFIG as SAM_CONFIG
 from tests.support.sam import keypoint, write_image
+from tests.unit.operator.test_render import pod, rendered
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 USER = f"{contract.UID}:{contract.GID}"
 
 
+@dataclass
+class Started:
+    server: BackendServer
+    container: containers.Container
+    volumes: dict[str, Path]  # mount path -> host folder
+
+
 @contextmanager
 def backend_container(
-    image: str, models: Path, log_dir: Path, env: Mapping[str, str]
-) -> Iterator[BackendServer]:
-    """A new container of the image, started by its entry point with ``/models`` on ``models``;
-    stopped with SIGTERM, and gone, on exit (a pod's restart is a new container)."""
+    image: str,
+    tmp_path: Path,
+    env: Mapping[str, str],
+    *,
+    argv: Sequence[str] | None = None,
+    mounts: Sequence[str] = ("/models",),
+    read_only_root: bool = False,
+) -> Iterator[Started]:
+    """A new container of the image, started by its entry point (or ``argv``), with a host folder
+    on each of ``mounts`` (``/models``'s is kept between containers); stopped with
+    SIGTERM, and gone, on exit (a pod's restart is a new container). ``read_only_root``: it
+    must not have written anywhere but its volumes."""
     port = free_port()
+
+    def folder(path: str) -> Path:
+        # /models outlives the container (a PVC); the rest are a new pod's emptyDirs.
+        root = tmp_path / ("volumes" if path == "/models" else f"emptydirs-{port}")
+        return containers.owned_by(root / path.strip("/").replace("/", "-"), USER)
+
+    volumes = {path: folder(path) for path in mounts}
     with containers.container(image) as ctr:
         running = ctr.start(
-            log_dir / f"backend-{port}.log",
-            env={"PORT": str(port), "HOST": "127.0.0.1", "WORKERS": "1", **env},
-            volumes={models: "/models"},
+            tmp_path / f"backend-{port}.log",
+            argv=argv,
+            env={**env, "PORT": str(port), "HOST": "127.0.0.1", "WORKERS": "1"},
+            volumes={host: inside for inside, host in volumes.items()},
         )
         server = BackendServer(f"http://127.0.0.1:{port}", running.proc, running.log_path, dict(env))
         try:
             wait_until_ready(server, timeout=240)
-            yield server
+            yield Started(server, ctr, volumes)
         finally:
             code = containers.stop(running)
-            assert code == 0, f"gunicorn ended with {code} on SIGTERM:\n{running.log()[-3000:]}"
-            assert "Traceback" not in running.log(), running.log()[-3000:]
+        assert code == 0, f"gunicorn ended with {code} on SIGTERM:\n{running.log()[-3000:]}"
+        assert "Traceback" not in running.log(), running.log()[-3000:]
+        if read_only_root:
+            # What the pod's read-only root filesystem would have refused.
+            assert ctr.written() == [], running.log()[-3000:]
+
+
+@dataclass(frozen=True)
+class PodShape:
+    """How the operator runs a backend's container (its pure rendering of a demo stack)."""
+
+    command: tuple[str, ...]
+    env: dict[str, str]  # the plain values; Secrets are the test's to give
+    mounts: tuple[str, ...]
+    user: str
+    read_only_root: bool
+
+
+def pod_shape(backend: str) -> PodShape:
+    objs = rendered({**stacks.SMALL, "redis": {"enabled": False}})
+    spec = pod(objs, f"garments-{backend}")
+    (cont,) = spec["containers"]
+    security = {**spec["securityContext"], **cont["securityContext"]}
+    return PodShape(
+        command=tuple(cont["command"]),
+        env={e["name"]: e["value"] for e in cont["env"] if "value" in e},
+        mounts=tuple(m["mountPath"] for m in cont["volumeMounts"]),
+        user=f"{security['runAsUser']}:{security['runAsGroup']}",
+        read_only_root=security["readOnlyRootFilesystem"],
+    )
 
 
 def predict(
@@ -109,10 +162,10 @@ def test_the_cuda_flavour_has_its_libraries_and_answers_without_a_gpu(backend_im
 def test_segmentation_answers_health_predict_and_its_own_healthcheck(
     backend_image: str, tmp_path: Path, file_server: FileServer
 ) -> None:
-    models = containers.owned_by(tmp_path / "models", USER)
     write_image(file_server.root / "look.jpg", (160, 128))
     env = {"LABELSTACK_DEMO_MODEL": "1", "LABELSTACK_SCORE_THRESHOLD": "0.0", "LABELSTACK_IMGSZ": "160"}
-    with backend_container(backend_image, models, tmp_path, env) as server:
+    with backend_container(backend_image, tmp_path, env) as started:
+        server = started.server
         health = requests.get(f"{server.url}/health", timeout=5).json()
         assert health["status"] == "UP" and health["model_class"] == "segmentation"
         (prediction,) = predict(server, f"{file_server.url}/look.jpg", DEMO_SHAPES_CONFIG)
@@ -128,10 +181,10 @@ def test_segmentation_answers_health_predict_and_its_own_healthcheck(
 def test_sam_answers_a_click_on_a_loopback_image(
     backend_image: str, tmp_path: Path, file_server: FileServer
 ) -> None:
-    models = containers.owned_by(tmp_path / "models", USER)
     write_image(file_server.root / "click.jpg", (96, 64))
     env = {"LABELSTACK_PREDICTOR": "sam", "LABELSTACK_SAM_MODEL_TYPE": "tiny", "LABELSTACK_DEMO_MODEL": "1"}
-    with backend_container(backend_image, models, tmp_path, env) as server:
+    with backend_container(backend_image, tmp_path, env) as started:
+        server = started.server
         context = {"result": [keypoint(40, 45, 96, 64)]}
         (prediction,) = predict(server, f"{file_server.url}/click.jpg", SAM_CONFIG, context)
         (region,) = prediction["result"]
@@ -140,14 +193,19 @@ def test_sam_answers_a_click_on_a_loopback_image(
         assert mask.shape == (64, 96) and mask.any()
 
 
-def test_a_version_trained_in_the_container_outlives_it(
+def test_as_the_operator_runs_it_a_trained_version_outlives_the_container(
     backend_image: str, label_studio, tmp_path: Path
 ) -> None:
+    """The operator's command, environment, volumes and user, with the root filesystem left
+    untouched (the pod's is read-only): train through a real Label Studio, then a new container
+    on the same /models serves the trained version."""
+    shape = pod_shape("seg")
+    assert shape.user == USER and shape.read_only_root
+    assert shape.command == containers.config(backend_image).entrypoint + containers.config(backend_image).cmd
     made = shapes_project(label_studio, [(160, 128), (128, 160), (160, 160)], DEMO_SHAPES_CONFIG)
     project = made.project
-    models = containers.owned_by(tmp_path / "models", USER)
     env = {
-        "LABELSTACK_DEMO_MODEL": "1",
+        **shape.env,
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_KEY": label_studio.token,
         "LABELSTACK_TRAIN_EPOCHS": "1",
@@ -155,7 +213,9 @@ def test_a_version_trained_in_the_container_outlives_it(
         "LABELSTACK_TRAIN_BATCH": "4",
         "LABELSTACK_TRAIN_EXTRA": json.dumps({"mosaic": 0.0, "warmup_epochs": 0}),
     }
-    with backend_container(backend_image, models, tmp_path, env) as server:
+    as_a_pod = {"argv": shape.command, "mounts": shape.mounts, "read_only_root": shape.read_only_root}
+    with backend_container(backend_image, tmp_path, env, **as_a_pod) as first:
+        server = first.server
         ml = label_studio.client.sdk.ml.create(project=project.id, url=server.url, title="segmentation")
         assert label_studio.client.sdk.ml.get(id=ml.id).state == "CO"
         for task, scene in zip(made.tasks, made.scenes, strict=True):
@@ -168,8 +228,8 @@ def test_a_version_trained_in_the_container_outlives_it(
         trained = job["version"]
         serving(server.url, project.id, trained)
         label_studio.client.sdk.ml.delete(id=ml.id)
+    assert (first.volumes["/tmp"] / "ultralytics" / "Ultralytics" / "Arial.ttf").is_file()
 
-    # A new container (a restarted pod) on the same volume serves the trained version.
-    with backend_container(backend_image, models, tmp_path, env) as again:
-        info = versions(again.url, project.id)
+    with backend_container(backend_image, tmp_path, env, **as_a_pod) as again:
+        info = versions(again.server.url, project.id)
         assert info["model_version"] == trained and trained in info["versions"]

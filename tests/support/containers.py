@@ -26,6 +26,8 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[2]
 BUILDAH = shutil.which("buildah")
+# What `buildah run` itself writes into a container's layer.
+RUNTIME_FILES = frozenset({"/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/run/.containerenv"})
 
 
 def version() -> str:
@@ -159,6 +161,19 @@ class Container:
                 start_new_session=True,
             )
         return Running(proc, log_path)
+
+    def written(self) -> list[str]:
+        """The files this container wrote into its own layer (overlay's upper folder), leaving out
+        the ones the runtime itself puts there. Empty when every write went to a volume, as under
+        a pod's read-only root filesystem."""
+        merged = Path(_buildah("mount", self.name).strip())
+        try:
+            upper = merged.parent / "diff"
+            assert merged.name == "merged" and upper.is_dir(), f"not an overlay container: {merged}"
+            files = ("/" + str(p.relative_to(upper)) for p in upper.rglob("*") if not p.is_dir())
+            return sorted(f for f in files if f not in RUNTIME_FILES)
+        finally:
+            _buildah("umount", self.name)
 
     def remove(self) -> None:
         with suppress(RuntimeError):
