@@ -35,7 +35,9 @@ pytest: bootstrap test-images
 	scripts/bootstrap.sh system helm
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Without a running Docker engine, buildah and debootstrap come from apt-get first.
 images:
+	@docker info >/dev/null 2>&1 || scripts/bootstrap.sh containers
 	@scripts/images.sh $(IMAGES)
 
 # The container tests run the images with buildah, so they are built with buildah here.
