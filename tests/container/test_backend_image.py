@@ -5,6 +5,7 @@ container."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import requests
 
 from labelstack_backend import rle
 from labelstack_common import contract
+from labelstack_common.wiring import ensure_user
 from labelstack_tools.localstack.ports import free_port
 from tests.support import containers, stacks
 from tests.support.backend import BackendServer, serving, training_ended, versions, wait_until_ready
@@ -197,17 +199,25 @@ def test_as_the_operator_runs_it_a_trained_version_outlives_the_container(
     backend_image: str, label_studio, tmp_path: Path
 ) -> None:
     """The operator's command, environment, volumes and user, with the root filesystem left
-    untouched (the pod's is read-only): train through a real Label Studio, then a new container
+    untouched (the pod's is read-only), and the backends' own Label Studio account (not the
+    admin's) as the operator makes it: train through a real Label Studio, then a new container
     on the same /models serves the trained version."""
     shape = pod_shape("seg")
     assert shape.user == USER and shape.read_only_root
     assert shape.command == containers.config(backend_image).entrypoint + containers.config(backend_image).cmd
     made = shapes_project(label_studio, [(160, 128), (128, 160), (160, 160)], DEMO_SHAPES_CONFIG)
     project = made.project
+    account = ensure_user(
+        label_studio.client,
+        f"backends-{uuid.uuid4().hex[:6]}@labelstack.test",
+        "a-Long-enough-pw-3",
+        want_token=True,
+    )
+    assert account.token and account.token != label_studio.token
     env = {
         **shape.env,
         "LABEL_STUDIO_URL": label_studio.url,
-        "LABEL_STUDIO_API_KEY": label_studio.token,
+        "LABEL_STUDIO_API_KEY": account.token,
         "LABELSTACK_TRAIN_EPOCHS": "1",
         "LABELSTACK_TRAIN_IMGSZ": "96",
         "LABELSTACK_TRAIN_BATCH": "4",
