@@ -4,8 +4,9 @@
 #
 #   scripts/images.sh [backend] [operator]      (both when none is named; `make images`)
 #
-# The builder is the first of docker (with a running engine), podman and buildah that works, or
-# LABELSTACK_BUILDER. The bases are the Dockerfiles' own (CUDA and python:3.11-slim) when the
+# The builder is the first of docker (with a running engine), buildah and podman that works, or
+# LABELSTACK_BUILDER. buildah and podman build with chroot isolation (BUILDAH_ISOLATION changes
+# it): it needs no container runtime, which a sandboxed machine may refuse (setrlimit). The bases are the Dockerfiles' own (CUDA and python:3.11-slim) when the
 # builder can pull them; on a machine that cannot pull (LABELSTACK_BASE=local forces it), one
 # Debian bookworm base with Python 3.11 is made from Debian's packages with debootstrap and
 # passed as both BASE_IMAGE and PYTHON_IMAGE. The local base has no CUDA runtime of its own:
@@ -24,13 +25,16 @@ die() { log "$*"; exit 1; }
 
 pick_builder() {
   if [[ -n ${LABELSTACK_BUILDER:-} ]]; then
-    echo "$LABELSTACK_BUILDER"
+    case $LABELSTACK_BUILDER in
+      docker | podman | buildah) echo "$LABELSTACK_BUILDER" ;;
+      *) die "LABELSTACK_BUILDER is '$LABELSTACK_BUILDER': docker, podman or buildah" ;;
+    esac
   elif command -v docker >/dev/null && docker info >/dev/null 2>&1; then
     echo docker
-  elif command -v podman >/dev/null && podman info >/dev/null 2>&1; then
-    echo podman
   elif command -v buildah >/dev/null; then
     echo buildah
+  elif command -v podman >/dev/null && podman info >/dev/null 2>&1; then
+    echo podman
   else
     die "no image builder: install Docker, podman or buildah (scripts/bootstrap.sh containers)"
   fi
@@ -158,7 +162,10 @@ build() {
   log "building $tag with $BUILDER"
   case $BUILDER in
     docker) docker build -f "Dockerfile.$name" -t "$tag" "${args[@]}" . ;;
-    podman) podman build --format docker -f "Dockerfile.$name" -t "$tag" "${args[@]}" . ;;
+    podman)
+      podman build --isolation "${BUILDAH_ISOLATION:-chroot}" --format docker \
+        -f "Dockerfile.$name" -t "$tag" "${args[@]}" .
+      ;;
     buildah)
       buildah bud --isolation "${BUILDAH_ISOLATION:-chroot}" --format docker --layers \
         -f "Dockerfile.$name" -t "$tag" "${args[@]}" .

@@ -51,6 +51,11 @@ def test_the_bases_are_the_dockerfiles_own_defaults_and_the_tag_is_the_charts() 
     [
         (["bogus"], {}, "unknown image 'bogus' (backend, operator)"),
         (["operator"], {"LABELSTACK_BASE": "nope"}, "LABELSTACK_BASE is 'nope': upstream or local"),
+        (
+            ["operator"],
+            {"LABELSTACK_BUILDER": "kaniko"},
+            "LABELSTACK_BUILDER is 'kaniko': docker, podman or buildah",
+        ),
     ],
 )
 def test_a_wrong_request_is_refused_with_its_reason_before_anything_runs(
