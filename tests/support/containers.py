@@ -106,7 +106,6 @@ class Container:
     like a container that is stopped and started again. A new :class:`Container` is a new one."""
 
     def __init__(self, image_name: str) -> None:
-        self.image = image_name
         self.name = f"labelstack-test-{uuid.uuid4().hex[:10]}"
         _buildah("from", "--pull-never", "--name", self.name, image_name)
         self.config = config(image_name)

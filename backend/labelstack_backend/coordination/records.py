@@ -74,6 +74,19 @@ class Record(Protocol):
 R = TypeVar("R", bound=Record)
 
 
+def parse_record(
+    project: str, raw: Any, from_json: Callable[[dict[str, Any]], R], empty: Callable[[str], R]
+) -> R:
+    """A stored record (JSON text or bytes), or the project's empty one when there is none or it
+    no longer parses (a value from an older release, a torn write)."""
+    if not raw:
+        return empty(project)
+    try:
+        return from_json(json.loads(raw))
+    except (ValueError, TypeError):
+        return empty(project)
+
+
 class RedisRecords(Generic[R]):
     """``<prefix>:<record>:<project>`` values, the ``<prefix>:<index>`` set of their projects, and
     ``<prefix>:<lock>:<project>`` locks. ``from_json`` reads a stored value; ``empty`` is the
@@ -103,12 +116,7 @@ class RedisRecords(Generic[R]):
         return self.link.key(self._lock, project)
 
     def _parse(self, project: str, raw: Any) -> R:
-        if not raw:
-            return self._empty(project)
-        try:
-            return self._from_json(json.loads(raw))
-        except (ValueError, TypeError):
-            return self._empty(project)
+        return parse_record(project, raw, self._from_json, self._empty)
 
     def get(self, project: str) -> R:
         raw = self.link.run(f"{self._record} get", lambda r: r.get(self._key(project)))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from labelstack_backend.coordination.link import RedisLink
-from labelstack_backend.coordination.records import RedisRecords
+from labelstack_backend.coordination.records import RedisRecords, parse_record
 from labelstack_backend.diskspace import file_lock, storage_errors, try_flock
 from labelstack_backend.prelabel.progress import Progress
 from labelstack_backend.registry.store import atomic_write, safe_name
@@ -39,10 +39,7 @@ class ProgressStore(Protocol):
 
 
 def _parse(project: str, raw: Any) -> Progress:
-    try:
-        return Progress.from_json(json.loads(raw)) if raw else Progress(project)
-    except (ValueError, TypeError):
-        return Progress(project)
+    return parse_record(project, raw, Progress.from_json, Progress)
 
 
 class FileProgressStore:

@@ -26,6 +26,18 @@ def wiring(monkeypatch: pytest.MonkeyPatch) -> FakeWiring:
     return fake
 
 
+def _synced_long_ago(server, ns) -> None:
+    """The stack's status says its sources were last synced long before any interval."""
+    server.patch(
+        c.API_VERSION,
+        c.PLURAL,
+        ns.name,
+        "garments",
+        {"status": {"sourcesSyncedAt": "2026-01-01T00:00:00Z"}},
+        sub="status",
+    )
+
+
 def test_the_source_is_synced_again_once_its_interval_has_passed(server, ctx, wiring):
     ns = Namespace(server, "periodic-sync")
     ns.create_stack(stack_with_source("10m"))
@@ -39,14 +51,7 @@ def test_the_source_is_synced_again_once_its_interval_has_passed(server, ctx, wi
     assert len(wiring.calls) == 1 and wiring.syncs == []  # not due yet
 
     # Ten minutes later (as the status tells it), the next pass syncs the source alone.
-    server.patch(
-        c.API_VERSION,
-        c.PLURAL,
-        ns.name,
-        "garments",
-        {"status": {"sourcesSyncedAt": "2026-01-01T00:00:00Z"}},
-        sub="status",
-    )
+    _synced_long_ago(server, ns)
     reconcile.reconcile(ctx, ns.stack())
     assert len(wiring.calls) == 1 and len(wiring.syncs) == 1
     assert ns.stack()["status"]["sourcesSyncedAt"] >= first
@@ -58,14 +63,7 @@ def test_an_interval_of_0_syncs_only_when_the_stack_changes(server, ctx, wiring)
     reconcile.reconcile(ctx, ns.stack())
     _mark_ready(ns, "garments-label-studio")
     reconcile.reconcile(ctx, ns.stack())
-    server.patch(
-        c.API_VERSION,
-        c.PLURAL,
-        ns.name,
-        "garments",
-        {"status": {"sourcesSyncedAt": "2026-01-01T00:00:00Z"}},
-        sub="status",
-    )
+    _synced_long_ago(server, ns)
     reconcile.reconcile(ctx, ns.stack())
     assert len(wiring.calls) == 1 and wiring.syncs == []
 
