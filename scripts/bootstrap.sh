@@ -60,7 +60,7 @@ backend() {
 label_studio() {
   local venv=$VENVS/label-studio
   local hash
-  hash=$(grep -h '^label-studio==' constraints-label-studio.txt | sha256sum | cut -c1-16)
+  hash=$(sha256sum < constraints-label-studio.txt | cut -c1-16)
   if stamp_ok "$venv/.stamp" "$hash" && [ -x "$venv/bin/label-studio" ]; then return; fi
   stage label-studio "Label Studio 1.23 in its own environment ($venv): Django and friends; about 1 GB, about 1 min the first time"
   [ -x "$venv/bin/python" ] || quietly "$PY" -m venv "$venv"

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from labelstack_common.errors import LabelStackError
 
-# The same pin as constraints-label-studio.txt, which scripts/bootstrap.sh installs (a test checks).
-REQUIREMENT = "label-studio==1.23.2"
+# The same pins as constraints-label-studio.txt, which scripts/bootstrap.sh installs (a test
+# checks): Label Studio, and a sentry-sdk it can still start with (3.0 dropped an option it passes).
+REQUIREMENTS = ("label-studio==1.23.2", "sentry-sdk>=2,<3")
 
 
 class InstallError(LabelStackError, RuntimeError):
@@ -19,7 +20,7 @@ class InstallError(LabelStackError, RuntimeError):
 
 def install_commands(venv: Path, python: str = sys.executable) -> list[list[str]]:
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    return [[python, "-m", "venv", str(venv)], [*pip, "--upgrade", "pip"], [*pip, REQUIREMENT]]
+    return [[python, "-m", "venv", str(venv)], [*pip, "--upgrade", "pip"], [*pip, *REQUIREMENTS]]
 
 
 def install(venv: Path, log: Path) -> None:
